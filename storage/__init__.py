@@ -1,0 +1,1 @@
+"""ReleaseBits storage: SQLite via sqlite-utils. Never imports exporter."""

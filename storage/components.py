@@ -1,0 +1,100 @@
+"""Components: list and detail, with the current version per stage and the last build."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlite_utils
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    from datetime import UTC, datetime
+
+    dt = datetime.fromtimestamp(ts, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def _summaries(db: sqlite_utils.Database, slugs: list[str]) -> list[dict[str, Any]]:
+    if not slugs:
+        return []
+    marks = ",".join("?" for _ in slugs)
+    by_slug: dict[str, dict[str, Any]] = {
+        s: {
+            "slug": s,
+            "stages": {},
+            "deployments_count": 0,
+            "builds_count": 0,
+            "last_build": None,
+        }
+        for s in slugs
+    }
+    for row in db.query(
+        f"SELECT * FROM current_versions WHERE component IN ({marks}) ORDER BY stage",
+        slugs,
+    ):
+        by_slug[row["component"]]["stages"][row["stage"]] = {
+            "version": row["version"],
+            "commit_sha": row["commit_sha"],
+            "deployment_id": row["deployment_id"],
+            "deployed_at": _iso(row["finished_ts"]),
+            "since": _iso(row["since_ts"]),
+        }
+    for row in db.query(
+        f"SELECT component, kind, sum(count) AS n FROM event_stats "
+        f"WHERE component IN ({marks}) GROUP BY component, kind",
+        slugs,
+    ):
+        by_slug[row["component"]][f"{row['kind']}s_count"] = row["n"]
+    for row in db.query(f"SELECT * FROM last_builds WHERE component IN ({marks})", slugs):
+        by_slug[row["component"]]["last_build"] = {
+            "id": row["build_id"],
+            "version": row["version"],
+            "result": row["result"],
+            "result_class": row["result_class"],
+            "finished_at": _iso(row["finished_ts"]),
+        }
+    return [by_slug[s] for s in slugs]
+
+
+def list_components(
+    db: sqlite_utils.Database, *, limit: int = 100, after: str | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Components ordered by slug; returns the page and the next cursor (a slug) if any."""
+    params: list[Any] = []
+    sql = "SELECT slug FROM components"
+    if after is not None:
+        sql += " WHERE slug > ?"
+        params.append(after)
+    sql += " ORDER BY slug LIMIT ?"
+    params.append(limit + 1)
+    slugs = [r[0] for r in db.execute(sql, params).fetchall()]
+    more = len(slugs) > limit
+    slugs = slugs[:limit]
+    return _summaries(db, slugs), (slugs[-1] if more and slugs else None)
+
+
+def get_component(db: sqlite_utils.Database, slug: str) -> dict[str, Any] | None:
+    row = db.execute("SELECT slug, created_at FROM components WHERE slug = ?", [slug]).fetchone()
+    if row is None:
+        return None
+    summary = _summaries(db, [slug])[0]
+    summary["created_at"] = _iso(row[1])
+    return summary
+
+
+def current_version(db: sqlite_utils.Database, slug: str, stage: str) -> dict[str, Any] | None:
+    rows = list(
+        db.query("SELECT * FROM current_versions WHERE component = ? AND stage = ?", [slug, stage])
+    )
+    return rows[0] if rows else None
+
+
+def last_build(db: sqlite_utils.Database, slug: str) -> dict[str, Any] | None:
+    rows = list(db.query("SELECT * FROM last_builds WHERE component = ?", [slug]))
+    return rows[0] if rows else None
+
+
+def exists(db: sqlite_utils.Database, slug: str) -> bool:
+    return db.execute("SELECT 1 FROM components WHERE slug = ?", [slug]).fetchone() is not None
