@@ -1,0 +1,202 @@
+"""The `releasebits` command line: serve, web, worker and token management."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from exporter import __version__
+from exporter.config import SETTINGS, Settings
+from exporter.errors import ConfigError
+from storage import tokens
+from storage.db import StorageError, open_db
+
+log = logging.getLogger("releasebits")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    # APScheduler logs every job run at INFO; keep its warnings and errors only.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def _fail(message: str) -> None:
+    click.echo(f"releasebits: error: {message}", err=True)
+    sys.exit(1)
+
+
+def load_settings(config: str | None, **overrides: Any) -> Settings:
+    try:
+        return Settings.load(config, os.environ, overrides)
+    except ConfigError as exc:
+        _fail(str(exc))
+        raise  # unreachable; keeps type checkers happy
+
+
+def _settings_help(name: str) -> str:
+    setting = next(s for s in SETTINGS if s.name == name)
+    return f"{setting.help} [env {setting.env}; default {setting.default}]"
+
+
+def config_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--config",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="TOML config file. [env RELEASEBITS_CONFIG]",
+    )(f)
+
+
+def db_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--db", default=None, help=_settings_help("db"))(f)
+
+
+def server_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for name, kind in reversed(
+        [("host", str), ("port", int), ("workers", int), ("threads", int), ("log-level", str)]
+    ):
+        f = click.option(
+            f"--{name}", type=kind, default=None, help=_settings_help(name.replace("-", "_"))
+        )(f)
+    return db_option(config_option(f))
+
+
+def open_store(settings: Settings) -> Any:
+    try:
+        return open_db(settings.db, synchronous=settings.sqlite_synchronous, migrate=True)
+    except (StorageError, OSError) as exc:
+        _fail(f"db: {exc}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="releasebits")
+def main() -> None:
+    """ReleaseBits: CI/CD deployments, builds and release health as Prometheus metrics,
+    badges and forwarded events."""
+
+
+@main.command()
+@server_options
+def serve(config: str | None, db: str | None, **opts: Any) -> None:
+    """Run the whole daemon: the HTTP server and the one background worker."""
+    settings = load_settings(config, db=db, **opts)
+    setup_logging(settings.log_level)
+    from exporter.server import serve_all
+
+    open_store(settings).close()
+    sys.exit(serve_all(settings))
+
+
+@main.command()
+@server_options
+def web(config: str | None, db: str | None, **opts: Any) -> None:
+    """Run only the HTTP server (for split deployments; run `releasebits worker` beside it)."""
+    settings = load_settings(config, db=db, **opts)
+    setup_logging(settings.log_level)
+    from exporter.server import run_web
+
+    store = open_store(settings)
+    if tokens.count_live(store) == 0:
+        log.warning(
+            "no API tokens exist yet: writes will be refused until you create one with "
+            "`releasebits token create NAME --db %s`",
+            settings.db,
+        )
+    store.close()
+    run_web(settings)
+
+
+@main.command()
+@config_option
+@db_option
+@click.option("--log-level", default=None, help=_settings_help("log_level"))
+def worker(config: str | None, db: str | None, log_level: str | None) -> None:
+    """Run only the background worker (pollers and outbox delivery)."""
+    settings = load_settings(config, db=db, log_level=log_level)
+    setup_logging(settings.log_level)
+    from exporter.worker import run_worker
+
+    open_store(settings).close()
+    sys.exit(run_worker(settings))
+
+
+@main.group()
+def token() -> None:
+    """Create, list and revoke API tokens."""
+
+
+@token.command("create")
+@click.argument("name")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    type=click.Choice(tokens.SCOPES),
+    help="Scope to grant; repeat for several. Default: read and write.",
+)
+@config_option
+@db_option
+def token_create(name: str, scopes: tuple[str, ...], config: str | None, db: str | None) -> None:
+    """Create a token NAME and print it (alone on the last line). It is shown only once."""
+    settings = load_settings(config, db=db)
+    if not name.strip() or len(name) > 100:
+        _fail("token name must be 1-100 characters")
+    store = open_store(settings)
+    try:
+        secret = tokens.create_token(store, name.strip(), scopes or tokens.SCOPES)
+    except tokens.TokenExists:
+        _fail(f"a token named {name!r} already exists (revoke it or pick another name)")
+    click.echo(
+        f"Created token {name!r} with scopes {', '.join(sorted(scopes or tokens.SCOPES))}. "
+        "Store it now; it cannot be shown again:",
+        err=True,
+    )
+    click.echo(secret)
+
+
+@token.command("list")
+@config_option
+@db_option
+def token_list(config: str | None, db: str | None) -> None:
+    """List tokens (names, scopes, dates; never the secrets)."""
+    settings = load_settings(config, db=db)
+    rows = tokens.list_tokens(open_store(settings))
+    if not rows:
+        click.echo("no tokens; create one with `releasebits token create NAME`")
+        return
+    click.echo(f"{'NAME':<24} {'SCOPES':<12} {'CREATED':<20} STATUS")
+    for t in rows:
+        created = datetime.fromtimestamp(t.created_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        status = "active"
+        if t.revoked_at is not None:
+            status = "revoked " + datetime.fromtimestamp(t.revoked_at, UTC).strftime(
+                "%Y-%m-%d %H:%M"
+            )
+        click.echo(f"{t.name:<24} {','.join(t.scopes):<12} {created:<20} {status}")
+
+
+@token.command("revoke")
+@click.argument("name")
+@config_option
+@db_option
+def token_revoke(name: str, config: str | None, db: str | None) -> None:
+    """Revoke the token NAME; requests using it get 401 from now on."""
+    settings = load_settings(config, db=db)
+    if not tokens.revoke_token(open_store(settings), name):
+        _fail(f"no active token named {name!r}")
+    click.echo(f"revoked {name!r}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

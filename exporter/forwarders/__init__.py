@@ -1,0 +1,1 @@
+"""Forwarders: one small module per downstream target."""

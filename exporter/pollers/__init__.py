@@ -1,0 +1,1 @@
+"""Release-health pollers: fetch / parse / store, one module per source."""

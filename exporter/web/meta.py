@@ -1,0 +1,97 @@
+"""Landing page, health, OpenAPI document and /metrics."""
+
+from __future__ import annotations
+
+import gzip
+import html
+import logging
+import sqlite3
+import time
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from prometheus_client.exposition import choose_encoder
+
+from exporter import __version__
+from exporter.openapi import openapi_document
+from exporter.web.api import ApiError, check_scope, get_db, settings
+from storage import worker as worker_state
+from storage.db import StorageError
+
+log = logging.getLogger(__name__)
+bp = Blueprint("meta", __name__)
+
+_LANDING = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>ReleaseBits</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;
+line-height:1.5}}code{{background:#f3f3f3;padding:0 .2em}}</style></head>
+<body><h1>ReleaseBits {version}</h1>
+<p>CI/CD deployments, builds and release health as Prometheus metrics, badges and forwarded
+events.</p>
+<ul>
+<li><a href="/metrics">/metrics</a>: Prometheus metrics{metrics_note}</li>
+<li><a href="/healthz">/healthz</a>: health of the database and the background worker</li>
+<li><a href="/openapi.json">/openapi.json</a>: the API description (OpenAPI 3.1)</li>
+<li><a href="/components">/components</a>: components (needs a read token)</li>
+<li><a href="/releases">/releases</a>: releases (needs a read token)</li>
+</ul>
+<p>Post a deployment:</p>
+<pre><code>curl -XPOST "{base}components/my-service/deployments?access_token=TOKEN&amp;version=v1.2.3&amp;stage=production"</code></pre>
+<p>Create a token with <code>releasebits token create NAME</code>.</p>
+</body></html>
+"""
+
+
+@bp.get("/")
+def landing() -> Response:
+    note = " (needs a read token)" if settings().metrics_require_token else ""
+    page = _LANDING.format(
+        version=html.escape(__version__), metrics_note=note, base=html.escape(request.host_url)
+    )
+    return Response(page, mimetype="text/html")
+
+
+@bp.get("/healthz")
+def healthz() -> Any:
+    s = settings()
+    body: dict[str, Any] = {"status": "ok", "version": __version__}
+    try:
+        db = get_db()
+        db.execute("SELECT 1 FROM components LIMIT 1").fetchall()
+        beat = worker_state.last_heartbeat(db)
+    except (sqlite3.Error, StorageError) as exc:
+        log.error("health check: database unreadable: %s", exc)
+        resp = jsonify({"status": "error", "version": __version__, "database": "unavailable"})
+        resp.status_code = 503
+        return resp
+    body["database"] = "ok"
+    stale_after = 3 * s.worker_heartbeat_seconds + 5
+    body["worker"] = {
+        "last_heartbeat": beat,
+        "alive": beat is not None and time.time() - beat < stale_after,
+    }
+    return jsonify(body)
+
+
+@bp.get("/openapi.json")
+def openapi() -> Any:
+    return jsonify(openapi_document(__version__))
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    if settings().metrics_require_token:
+        check_scope("read")
+    registry = current_app.extensions["releasebits"].registry
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    try:
+        output = encoder(registry)
+    except (sqlite3.Error, StorageError) as exc:
+        log.error("scrape failed: database unavailable: %s", exc)
+        raise ApiError(503, "storage_unavailable", "the database is unavailable") from None
+    resp = Response(output, content_type=content_type)
+    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        resp.set_data(gzip.compress(output, compresslevel=6))
+        resp.headers["Content-Encoding"] = "gzip"
+    resp.headers["Vary"] = "Accept, Accept-Encoding"
+    return resp

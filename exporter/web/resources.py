@@ -1,0 +1,85 @@
+"""Components and releases: read views over what the events built."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+
+from exporter.validation import ValidationError, validate_release
+from exporter.web.api import (
+    ApiError,
+    decode_cursor,
+    encode_cursor,
+    get_db,
+    paged,
+    parse_limit,
+    read_payload,
+    require,
+)
+from exporter.web.events import slug_or_error
+from storage import components, events, releases
+
+bp = Blueprint("resources", __name__)
+
+
+@bp.get("/components", strict_slashes=False)
+@require("read")
+def list_components() -> Any:
+    after = None
+    if request.args.get("cursor"):
+        after = decode_cursor(request.args["cursor"])
+        if not isinstance(after, str):
+            raise ApiError(400, "invalid_cursor", "the cursor parameter is not one this API issued")
+    rows, cursor = components.list_components(get_db(), limit=parse_limit(100, 1000), after=after)
+    return paged(rows, encode_cursor(cursor) if cursor else None)
+
+
+@bp.get("/components/<slug>", strict_slashes=False)
+@require("read")
+def get_component(slug: str) -> Any:
+    slug = slug_or_error(slug)
+    found = components.get_component(get_db(), slug)
+    if found is None:
+        raise ApiError(404, "not_found", f"no component named {slug!r}")
+    return jsonify(found)
+
+
+@bp.post("/releases", strict_slashes=False)
+@require("write")
+def create_release() -> Any:
+    try:
+        release = validate_release(read_payload())
+    except ValidationError as exc:
+        raise ApiError(422, "validation_failed", str(exc), exc.fields) from None
+    found, created = releases.create_release(get_db(), release)
+    resp = jsonify(found)
+    resp.status_code = 201 if created else 200
+    resp.headers["Location"] = f"/releases/{found['id']}"
+    return resp
+
+
+@bp.get("/releases", strict_slashes=False)
+@require("read")
+def list_releases() -> Any:
+    after = None
+    if request.args.get("cursor"):
+        raw = decode_cursor(request.args["cursor"])
+        if not (isinstance(raw, list) and len(raw) == 2):
+            raise ApiError(400, "invalid_cursor", "the cursor parameter is not one this API issued")
+        after = (float(raw[0]), str(raw[1]))
+    rows, cursor = releases.list_releases(get_db(), limit=parse_limit(), after=after)
+    return paged(rows, encode_cursor(list(cursor)) if cursor else None)
+
+
+@bp.get("/releases/<path:id_or_name>")
+@require("read")
+def get_release(id_or_name: str) -> Any:
+    db = get_db()
+    found = releases.get_release(db, id_or_name)
+    if found is None:
+        raise ApiError(404, "not_found", f"no release with id or name {id_or_name[:120]!r}")
+    found["deployments"], _ = events.list_events(
+        db, "deployment", release_id=found["id"], limit=500
+    )
+    return jsonify(found)

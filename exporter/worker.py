@@ -1,0 +1,79 @@
+"""The one background worker: an APScheduler 3 scheduler for heartbeat, housekeeping and
+(later) the pollers and outbox delivery."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from datetime import UTC, datetime
+from typing import Any
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from exporter.config import Settings
+from storage import worker as worker_state
+from storage.db import thread_db
+
+log = logging.getLogger(__name__)
+
+
+def heartbeat_job(settings: Settings) -> None:
+    try:
+        worker_state.heartbeat(
+            thread_db(settings.db, synchronous=settings.sqlite_synchronous), os.getpid()
+        )
+    except Exception:  # job boundary: log, keep the scheduler alive
+        log.exception("heartbeat failed")
+
+
+def housekeeping_job(settings: Settings) -> None:
+    try:
+        db = thread_db(settings.db, synchronous=settings.sqlite_synchronous)
+        removed = worker_state.expire_idempotency_keys(db, settings.idempotency_ttl_hours * 3600)
+        if removed:
+            log.info("expired %d idempotency keys", removed)
+    except Exception:  # job boundary
+        log.exception("housekeeping failed")
+
+
+def build_scheduler(settings: Settings) -> BlockingScheduler:
+    scheduler = BlockingScheduler(
+        timezone=UTC,
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
+    )
+    now = datetime.now(UTC)
+    scheduler.add_job(
+        heartbeat_job,
+        "interval",
+        seconds=settings.worker_heartbeat_seconds,
+        args=[settings],
+        id="heartbeat",
+        replace_existing=True,
+        next_run_time=now,
+    )
+    scheduler.add_job(
+        housekeeping_job,
+        "interval",
+        hours=1,
+        args=[settings],
+        id="housekeeping",
+        replace_existing=True,
+        next_run_time=now,
+    )
+    return scheduler
+
+
+def run_worker(settings: Settings) -> int:
+    scheduler = build_scheduler(settings)
+
+    def _stop(signum: int, _frame: Any) -> None:
+        log.info("worker stopping (signal %d)", signum)
+        scheduler.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    log.info("background worker started (pid %d)", os.getpid())
+    scheduler.start()
+    log.info("background worker stopped")
+    return 0
