@@ -1,0 +1,190 @@
+"""Shared fixtures: settings on a temp SQLite file, migrated db, app, client, tokens, a daemon."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from exporter.app import create_app
+from exporter.config import Settings
+from storage import tokens
+from storage.db import close_thread_dbs, open_db
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REQUIRE_E2E = os.environ.get("RELEASEBITS_REQUIRE_E2E") == "1"
+
+
+def need_binary(name: str) -> str:
+    """Path of an external binary; skip (or fail under RELEASEBITS_REQUIRE_E2E=1) if absent."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (Debian package; .ci/run installs it)"
+        if REQUIRE_E2E:
+            pytest.fail(message + " and RELEASEBITS_REQUIRE_E2E=1 forbids skipping")
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _close_cached_connections() -> Iterator[None]:
+    yield
+    close_thread_dbs()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(db=str(tmp_path / "releasebits.db"))
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[Any]:
+    database = open_db(settings.db, migrate=True)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def app(settings: Settings, db: Any) -> Any:
+    return create_app(settings, process_metrics=False)
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()
+
+
+@pytest.fixture
+def token(db: Any) -> str:
+    return tokens.create_token(db, "ci", ("read", "write"))
+
+
+@pytest.fixture
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def load_fixture() -> Any:
+    def load(relpath: str) -> Any:
+        return json.loads((FIXTURES / relpath).read_text())
+
+    return load
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Daemon:
+    """A `releasebits serve` subprocess on a free port with its own database."""
+
+    db: Path
+    port: int = field(default_factory=free_port)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "RELEASEBITS_DB": str(self.db),
+                "RELEASEBITS_PORT": str(self.port),
+                "RELEASEBITS_HOST": "127.0.0.1",
+                "RELEASEBITS_WORKER_HEARTBEAT_SECONDS": "1",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "exporter", *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    def start(self, timeout: float = 30) -> Daemon:
+        self.log_path = self.db.with_suffix(f".{int(time.time() * 1000)}.log")
+        with self.log_path.open("wb") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "exporter", "serve"],
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, so kill -9 can take all of it
+            )
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited early:\n{self.log()}")
+            try:
+                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"daemon did not become healthy:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def kill9(self) -> None:
+        """Crash everything at once: SIGKILL to the whole process group."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        _wait_port_free(self.port)
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=60)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # stragglers, if any
+        return code
+
+
+def _wait_port_free(port: int, timeout: float = 10) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+                return
+            except OSError:
+                time.sleep(0.1)
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    d = Daemon(db=tmp_path / "daemon.db")
+    yield d
+    if d.proc is not None and d.proc.poll() is None:
+        d.stop()

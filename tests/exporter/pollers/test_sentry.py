@@ -1,0 +1,422 @@
+"""Sentry sessions poller: parsing documented answers, and talking to a local fake Sentry."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import requests
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+from werkzeug.datastructures import MultiDict
+
+from exporter.errors import PollError
+from exporter.http import make_session
+from exporter.pollers.sentry import SentryReleaseHealth, SentrySource, parse_sessions, poll
+
+TOKEN = "sntrys_s3cr3t-token-value"
+PATH = "/api/0/organizations/acme/sessions/"
+Load = Callable[[str], Any]
+
+
+def make_source(httpserver: HTTPServer, **changes: Any) -> SentrySource:
+    values: dict[str, Any] = {
+        "name": "sentry",
+        "organization": "acme",
+        "token": TOKEN,
+        "base_url": httpserver.url_for("/"),
+        "projects": (42, 43),
+        "environments": ("production", "staging"),
+    }
+    return SentrySource(**{**values, **changes})
+
+
+def documented_query(
+    *, by_status: bool, projects: tuple[str, ...] = ("42", "43"), cursor: str | None = None
+) -> MultiDict[str, str]:
+    """The query the reference documents, written out by hand (not built by the code under test)."""
+    fields = (
+        ["sum(session)"]
+        if by_status
+        else [
+            "sum(session)",
+            "count_unique(user)",
+            "crash_free_rate(session)",
+            "crash_free_rate(user)",
+        ]
+    )
+    group_by = ["project", "release", "environment"] + (["session.status"] if by_status else [])
+    items = [("field", f) for f in fields] + [("groupBy", g) for g in group_by]
+    items += [("project", p) for p in projects]
+    items += [("environment", "production"), ("environment", "staging")]
+    items += [("statsPeriod", "24h"), ("interval", "1h"), ("includeSeries", "0")]
+    if cursor:
+        items.append(("cursor", cursor))
+    return MultiDict(items)
+
+
+def link_header(httpserver: HTTPServer, next_cursor: str, *, more: bool) -> str:
+    """Sentry's Link format: both links always present; `results` says whether a page follows."""
+    url = httpserver.url_for(PATH)
+    return (
+        f'<{url}?cursor=0:0:1>; rel="previous"; results="false"; cursor="0:0:1", '
+        f'<{url}?cursor={next_cursor}>; rel="next"; results="{"true" if more else "false"}"; '
+        f'cursor="{next_cursor}"'
+    )
+
+
+def serve_good(httpserver: HTTPServer, load_fixture: Load) -> None:
+    last = {"Link": link_header(httpserver, "0:5000:0", more=False)}
+    httpserver.expect_ordered_request(
+        PATH, method="GET", query_string=documented_query(by_status=False)
+    ).respond_with_json(load_fixture("sentry/sessions_totals"), headers=last)
+    httpserver.expect_ordered_request(
+        PATH, method="GET", query_string=documented_query(by_status=True)
+    ).respond_with_json(load_fixture("sentry/sessions_by_status"), headers=last)
+
+
+# --- parse_sessions on fixture files -------------------------------------------------------
+
+
+def test_parse_totals_and_statuses(load_fixture: Load) -> None:
+    records = parse_sessions(
+        load_fixture("sentry/sessions_totals"), load_fixture("sentry/sessions_by_status")
+    )
+    by_key = {(r.project_id, r.release, r.environment): r for r in records}
+    assert len(records) == 5
+    assert by_key[42, "checkout@1.2.0", "production"] == SentryReleaseHealth(
+        project_id=42,
+        release="checkout@1.2.0",
+        environment="production",
+        total_sessions=1840,
+        users=920,
+        crash_free_sessions=pytest.approx(1 - 5 / 1840),
+        crash_free_users=pytest.approx(0.99891, abs=1e-5),
+        sessions_by_status={"healthy": 1800, "errored": 35, "crashed": 5, "abnormal": 0},
+    )
+    # the newest metrics backend adds an `unhandled` status; it is kept when present
+    assert by_key[42, "checkout@1.1.9", "production"].sessions_by_status["unhandled"] == 0
+    staging = by_key[42, "checkout@1.2.0", "staging"]
+    assert (staging.total_sessions, staging.crash_free_sessions) == (120, 1.0)
+
+
+def test_null_rates_stay_none_never_zero(load_fixture: Load) -> None:
+    records = parse_sessions(
+        load_fixture("sentry/sessions_totals"), load_fixture("sentry/sessions_by_status")
+    )
+    by_key = {(r.project_id, r.release): r for r in records}
+    no_sessions = by_key[43, "billing@2.0.0"]
+    assert no_sessions.total_sessions == 0
+    assert no_sessions.crash_free_sessions is None
+    assert no_sessions.crash_free_users is None
+    no_users = by_key[43, "billing@1.9.0"]
+    assert no_users.crash_free_sessions == pytest.approx(0.99)
+    assert no_users.crash_free_users is None
+
+
+def test_pages_concatenated_give_the_same_records(load_fixture: Load) -> None:
+    page1, page2 = (
+        load_fixture("sentry/sessions_totals_page1"),
+        load_fixture("sentry/sessions_totals_page2"),
+    )
+    joined = {**page1, "groups": page1["groups"] + page2["groups"]}
+    assert parse_sessions(joined, load_fixture("sentry/sessions_by_status")) == parse_sessions(
+        load_fixture("sentry/sessions_totals"), load_fixture("sentry/sessions_by_status")
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["sessions_empty_groups", "sessions_no_data", "sessions_status_example"]
+)
+def test_answers_without_releases_give_no_records(load_fixture: Load, name: str) -> None:
+    payload = load_fixture(f"sentry/{name}")
+    assert parse_sessions(payload, payload) == []
+
+
+def test_seed_status_example_is_ignored_next_to_real_totals(load_fixture: Load) -> None:
+    records = parse_sessions(
+        load_fixture("sentry/sessions_totals"), load_fixture("sentry/sessions_status_example")
+    )
+    assert len(records) == 5
+    assert all(r.sessions_by_status == {} for r in records)
+
+
+def test_reference_example_with_series_and_no_environment(load_fixture: Load) -> None:
+    (record,) = parse_sessions(load_fixture("sentry/sessions_reference_example"))
+    assert (record.project_id, record.release, record.environment) == (42, "app@1.2.0", "")
+    assert record.total_sessions == 1840
+    assert record.users == 0  # a count that was not requested defaults to 0, like Sentry's
+    assert record.crash_free_sessions == pytest.approx(0.9973)
+    assert record.crash_free_users is None
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        [],
+        {"groups": "nope"},
+        {"groups": [{"by": {"project": 1, "release": "r"}}]},
+        {"groups": [{"by": {"project": 1, "release": "r"}, "totals": {"sum(session)": "12"}}]},
+        {
+            "groups": [
+                {"by": {"project": 1, "release": "r"}, "totals": {"crash_free_rate(session)": 99.7}}
+            ]
+        },
+    ],
+)
+def test_unexpected_shapes_raise_poll_error(payload: Any) -> None:
+    with pytest.raises(PollError):
+        parse_sessions(payload)
+
+
+# --- poll() against a local fake Sentry ----------------------------------------------------
+
+
+def test_poll_sends_the_documented_requests(
+    httpserver: HTTPServer, http_session: requests.Session, load_fixture: Load
+) -> None:
+    serve_good(httpserver, load_fixture)
+
+    result = poll(http_session, make_source(httpserver), sleep=pytest.fail)
+
+    httpserver.check_assertions()
+    assert len(httpserver.log) == 2
+    for request, _ in httpserver.log:
+        assert request.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert result.requests == 2
+    assert result.source == "sentry"
+    assert result.projects == ("42", "43")
+    assert len(result.records) == 5
+    assert result.duration_seconds >= 0
+
+
+def test_all_projects_are_asked_for_as_minus_one(
+    httpserver: HTTPServer, http_session: requests.Session, load_fixture: Load
+) -> None:
+    httpserver.expect_ordered_request(
+        PATH, query_string=documented_query(by_status=False, projects=("-1",))
+    ).respond_with_json(load_fixture("sentry/sessions_empty_groups"))
+    httpserver.expect_ordered_request(
+        PATH, query_string=documented_query(by_status=True, projects=("-1",))
+    ).respond_with_json(load_fixture("sentry/sessions_empty_groups"))
+
+    result = poll(http_session, make_source(httpserver, projects=()))
+
+    httpserver.check_assertions()
+    assert result.records == ()
+    assert result.projects == ()
+
+
+def test_pagination_follows_next_cursor_until_results_false(
+    httpserver: HTTPServer, http_session: requests.Session, load_fixture: Load
+) -> None:
+    httpserver.expect_ordered_request(
+        PATH, query_string=documented_query(by_status=False)
+    ).respond_with_json(
+        load_fixture("sentry/sessions_totals_page1"),
+        headers={"Link": link_header(httpserver, "0:3:0", more=True)},
+    )
+    httpserver.expect_ordered_request(
+        PATH, query_string=documented_query(by_status=False, cursor="0:3:0")
+    ).respond_with_json(
+        load_fixture("sentry/sessions_totals_page2"),
+        headers={"Link": link_header(httpserver, "0:6:0", more=False)},
+    )
+    httpserver.expect_ordered_request(
+        PATH, query_string=documented_query(by_status=True)
+    ).respond_with_json(
+        load_fixture("sentry/sessions_by_status"),
+        headers={"Link": link_header(httpserver, "0:5000:0", more=False)},
+    )
+
+    result = poll(http_session, make_source(httpserver))
+
+    httpserver.check_assertions()
+    assert result.requests == 3
+    releases = {(r.project_id, r.release, r.environment) for r in result.records}
+    assert (42, "checkout@1.2.0", "production") in releases  # page 1
+    assert (43, "billing@1.9.0", "production") in releases  # page 2
+    assert len(releases) == 5
+
+
+def test_repeated_cursor_is_an_error_not_a_loop(
+    httpserver: HTTPServer, http_session: requests.Session, load_fixture: Load
+) -> None:
+    httpserver.expect_request(PATH).respond_with_json(
+        load_fixture("sentry/sessions_totals_page1"),
+        headers={"Link": link_header(httpserver, "0:3:0", more=True)},
+    )
+    with pytest.raises(PollError, match="cursor"):
+        poll(http_session, make_source(httpserver))
+    assert len(httpserver.log) == 2
+
+
+def test_429_waits_until_the_rate_limit_reset(
+    httpserver: HTTPServer, http_session: requests.Session, load_fixture: Load, sleeps: list[float]
+) -> None:
+    httpserver.expect_ordered_request(PATH).respond_with_json(
+        {
+            "detail": "You are attempting to use this endpoint too frequently. Limit is 40 requests in 1 seconds"
+        },
+        status=429,
+        headers={"X-Sentry-Rate-Limit-Reset": "1012", "X-Sentry-Rate-Limit-Remaining": "0"},
+    )
+    serve_good(httpserver, load_fixture)
+
+    result = poll(http_session, make_source(httpserver), sleep=sleeps.append, now=lambda: 1000.0)
+
+    assert sleeps == [12.0]
+    assert len(result.records) == 5
+    assert result.requests == 3
+
+
+def test_429_that_never_ends_gives_up(
+    httpserver: HTTPServer, http_session: requests.Session, sleeps: list[float]
+) -> None:
+    httpserver.expect_request(PATH).respond_with_json(
+        {
+            "detail": "You are attempting to use this endpoint too frequently. Limit is 40 requests in 1 seconds"
+        },
+        status=429,
+        headers={"X-Sentry-Rate-Limit-Reset": "1003"},
+    )
+    with pytest.raises(PollError, match="too frequently") as caught:
+        poll(http_session, make_source(httpserver), sleep=sleeps.append, now=lambda: 1000.0)
+    assert caught.value.status == 429
+    assert sleeps == [3.0, 3.0]
+    assert len(httpserver.log) == 3
+
+
+def test_429_with_a_distant_reset_gives_up_without_blocking(
+    httpserver: HTTPServer, http_session: requests.Session, sleeps: list[float]
+) -> None:
+    httpserver.expect_request(PATH).respond_with_json(
+        {"detail": "too frequently"}, status=429, headers={"X-Sentry-Rate-Limit-Reset": "4600"}
+    )
+    with pytest.raises(PollError, match="3600 s"):
+        poll(http_session, make_source(httpserver), sleep=sleeps.append, now=lambda: 1000.0)
+    assert sleeps == []
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_rejected_token(
+    httpserver: HTTPServer, http_session: requests.Session, status: int
+) -> None:
+    httpserver.expect_request(PATH).respond_with_json(
+        {"detail": f"Invalid token {TOKEN}"}, status=status
+    )
+    with pytest.raises(PollError) as caught:
+        poll(http_session, make_source(httpserver))
+    message = str(caught.value)
+    assert f"HTTP {status}" in message
+    assert "rejected the auth token" in message
+    assert TOKEN not in message
+    assert TOKEN not in (caught.value.url or "")
+    assert caught.value.status == status
+    assert TOKEN not in repr(make_source(httpserver))
+
+
+def test_unknown_organization(httpserver: HTTPServer, http_session: requests.Session) -> None:
+    httpserver.expect_request(PATH).respond_with_json(
+        {"detail": "The requested resource does not exist"}, status=404
+    )
+    with pytest.raises(PollError, match=r"unknown organization 'acme'.*HTTP 404") as caught:
+        poll(http_session, make_source(httpserver))
+    assert caught.value.status == 404
+    assert caught.value.url is not None and caught.value.url.startswith(httpserver.url_for(PATH))
+
+
+def test_bad_query_reports_sentry_detail(
+    httpserver: HTTPServer, http_session: requests.Session
+) -> None:
+    httpserver.expect_request(PATH).respond_with_json(
+        {"detail": "Cannot group field crash_free_rate(session) by session.status"}, status=400
+    )
+    with pytest.raises(PollError, match=r"HTTP 400: Cannot group field"):
+        poll(http_session, make_source(httpserver))
+
+
+def test_server_error_reports_status_and_body(
+    httpserver: HTTPServer, http_session: requests.Session
+) -> None:
+    httpserver.expect_request(PATH).respond_with_data("<h1>Internal Server Error</h1>", status=500)
+    with pytest.raises(PollError, match=r"HTTP 500: '<h1>Internal Server Error</h1>'") as caught:
+        poll(http_session, make_source(httpserver))
+    assert caught.value.status == 500
+
+
+def test_503_is_retried_by_the_session_then_succeeds(
+    httpserver: HTTPServer, http_session: requests.Session, load_fixture: Load
+) -> None:
+    httpserver.expect_ordered_request(PATH).respond_with_data("unavailable", status=503)
+    serve_good(httpserver, load_fixture)
+
+    result = poll(http_session, make_source(httpserver))
+
+    assert len(result.records) == 5
+    assert len(httpserver.log) == 3
+
+
+def test_503_that_persists_becomes_a_poll_error(
+    httpserver: HTTPServer, http_session: requests.Session
+) -> None:
+    httpserver.expect_request(PATH).respond_with_data("unavailable", status=503)
+    with pytest.raises(PollError, match="HTTP 503") as caught:
+        poll(http_session, make_source(httpserver))
+    assert caught.value.status == 503
+
+
+def test_timeout(httpserver: HTTPServer) -> None:
+    def slow(request: Request) -> Response:
+        time.sleep(0.5)
+        return Response("{}", content_type="application/json")
+
+    httpserver.expect_request(PATH).respond_with_handler(slow)
+    session = make_session(timeout=(1, 0.2), retries=0)
+    try:
+        with pytest.raises(PollError, match="timed out"):
+            poll(session, make_source(httpserver))
+    finally:
+        session.close()
+
+
+def test_connection_refused() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    source = SentrySource(
+        name="s", organization="acme", token=TOKEN, base_url=f"http://127.0.0.1:{port}"
+    )
+    session = make_session(retries=0)
+    try:
+        with pytest.raises(PollError, match="cannot be reached") as caught:
+            poll(session, source)
+    finally:
+        session.close()
+    assert TOKEN not in str(caught.value)
+
+
+def test_body_that_is_not_json(httpserver: HTTPServer, http_session: requests.Session) -> None:
+    httpserver.expect_request(PATH).respond_with_data(
+        "<html>login</html>", content_type="text/html"
+    )
+    with pytest.raises(PollError, match="not JSON") as caught:
+        poll(http_session, make_source(httpserver))
+    assert caught.value.status == 200
+
+
+@pytest.mark.parametrize("body", [[], {"data": []}, {"groups": [{"by": "x"}]}])
+def test_json_of_the_wrong_shape(
+    httpserver: HTTPServer, http_session: requests.Session, body: Any
+) -> None:
+    httpserver.expect_request(PATH).respond_with_json(body)
+    with pytest.raises(PollError):
+        poll(http_session, make_source(httpserver))
+
+
+def test_base_url_may_include_api_0_and_org_is_escaped(httpserver: HTTPServer) -> None:
+    source = make_source(httpserver, base_url=httpserver.url_for("/api/0/"), organization="a b")
+    assert source.sessions_url == httpserver.url_for("/api/0/organizations/a%20b/sessions/")

@@ -1,0 +1,107 @@
+"""record_event: aggregates, out-of-order events, cardinality limits."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from storage import aggregates, events
+
+LIMITS = events.Limits(max_components=2, max_stages=2)
+
+
+def _event(
+    version: str, day: int, result_class: str = "success", stage: str = "production", **extra: Any
+) -> dict[str, Any]:
+    return {
+        "version": version,
+        "result": None,
+        "result_class": result_class,
+        "stage": stage,
+        "finished_at": datetime(2024, 1, day, tzinfo=UTC),
+        "started_at": None,
+        **extra,
+    }
+
+
+def record(
+    db: Any,
+    component: str,
+    event: dict[str, Any],
+    kind: str = "deployment",
+    limits: events.Limits = LIMITS,
+) -> events.Outcome:
+    event_id = str(uuid.uuid4())
+    return events.record_event(
+        db, kind, component, event, event_id=event_id, body={"id": event_id}, limits=limits
+    )
+
+
+def current(db: Any, component: str, stage: str = "production") -> str:
+    return db.execute(
+        "SELECT version FROM current_versions WHERE component = ? AND stage = ?", [component, stage]
+    ).fetchone()[0]
+
+
+def test_backfill_never_makes_an_old_version_current(db: Any) -> None:
+    record(db, "checkout", _event("v3", 10))
+    for day in range(1, 10):  # a backfill of older deployments arriving afterwards
+        record(db, "checkout", _event(f"v0.{day}", day))
+    assert current(db, "checkout") == "v3"
+    count = db.execute(
+        "SELECT sum(count) FROM event_stats WHERE component = 'checkout'"
+    ).fetchone()[0]
+    assert count == 10
+
+
+def test_failed_deployment_does_not_change_current_version(db: Any) -> None:
+    record(db, "checkout", _event("v1", 1))
+    record(db, "checkout", _event("v2", 2, result_class="failure"))
+    assert current(db, "checkout") == "v1"
+
+
+def test_since_is_kept_when_the_same_version_is_redeployed(db: Any) -> None:
+    record(db, "checkout", _event("v1", 1))
+    record(db, "checkout", _event("v1", 5))
+    row = db.execute("SELECT since_ts, finished_ts FROM current_versions").fetchone()
+    assert row[0] == datetime(2024, 1, 1, tzinfo=UTC).timestamp()
+    assert row[1] == datetime(2024, 1, 5, tzinfo=UTC).timestamp()
+
+
+def test_cardinality_limits_store_events_but_export_only_the_first(db: Any) -> None:
+    for name in ("a", "b", "c"):
+        outcome = record(db, name, _event("1", 1))
+    assert outcome.overflow == ["component"]
+    record(db, "a", _event("1", 1, stage="s2"))
+    outcome = record(db, "a", _event("1", 1, stage="s3"))
+    assert outcome.overflow == ["stage"]
+    assert db.execute("SELECT count(*) FROM deployments").fetchone()[0] == 5
+    snap = aggregates.snapshot(db, max_components=2, max_stages=2)
+    assert {(r["component"], r["stage"]) for r in snap.event_stats} == {
+        ("a", "production"),
+        ("b", "production"),
+        ("a", "s2"),
+    }
+    assert snap.overflow == {"component": 1, "stage": 1}
+    # Raising the limits exports what was stored all along.
+    wide = aggregates.snapshot(db, max_components=10, max_stages=10)
+    assert len(wide.event_stats) == 5
+
+
+def test_durations_fill_histogram_buckets(db: Any) -> None:
+    started = datetime(2024, 1, 1, 0, 0, tzinfo=UTC)
+    for seconds in (0.5, 45, 45, 4000, 100000):
+        ev = _event("1", 1)
+        ev["started_at"] = started
+        ev["finished_at"] = datetime.fromtimestamp(started.timestamp() + seconds, UTC)
+        record(db, "checkout", ev)
+    (row,) = aggregates.snapshot(db, max_components=10, max_stages=10).durations
+    bounds = [*events.DURATION_BUCKETS, float("inf")]
+    assert row["count"] == 5
+    assert row["sum"] == 0.5 + 45 + 45 + 4000 + 100000
+    by_bound = dict(zip(bounds, row["buckets"], strict=True))
+    assert by_bound[1.0] == 1
+    assert by_bound[60.0] == 2
+    assert by_bound[7200.0] == 1
+    assert by_bound[float("inf")] == 1

@@ -1,0 +1,31 @@
+"""Migrations: applying twice is a no-op; WAL and the schema are in place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from storage.db import open_db
+from storage.migrations import migrations
+
+
+def test_apply_twice_is_a_noop(tmp_path: Path) -> None:
+    db = open_db(tmp_path / "a.db", migrate=True)
+    applied = [m.name for m in migrations.applied(db)]
+    assert applied == ["m001_initial", "m002_release_health"]
+    migrations.apply(db)
+    assert [m.name for m in migrations.applied(db)] == applied
+    assert {"deployments", "builds", "tokens", "event_stats", "current_versions"} <= set(
+        db.table_names()
+    )
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
+
+
+def test_reopen_keeps_data(tmp_path: Path) -> None:
+    db = open_db(tmp_path / "a.db", migrate=True)
+    db.execute("INSERT INTO components (slug, created_at) VALUES ('x', 0)")
+    db.conn.commit()
+    db.close()
+    again = open_db(tmp_path / "a.db", migrate=True)
+    assert again.execute("SELECT slug FROM components").fetchall() == [("x",)]
+    again.close()
