@@ -29,6 +29,8 @@ def setup_logging(level: str) -> None:
     )
     # APScheduler logs every job run at INFO; keep its warnings and errors only.
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
+    # urllib3 warns on every retry of a refused connection; the poll job logs one line itself.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
 def _fail(message: str) -> None:
@@ -129,6 +131,103 @@ def worker(config: str | None, db: str | None, log_level: str | None) -> None:
 
     open_store(settings).close()
     sys.exit(run_worker(settings))
+
+
+@main.command()
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Poll each source once (the default; the worker polls on schedule).",
+)
+@click.option("--source", "names", multiple=True, help="Poll only this source (repeatable).")
+@config_option
+@db_option
+@click.option("--log-level", default=None, help=_settings_help("log_level"))
+def poll(
+    once: bool, names: tuple[str, ...], config: str | None, db: str | None, log_level: str | None
+) -> None:
+    """Poll the release-health sources now, in the foreground, and print what they answered.
+
+    The setup debugging tool: it shows every release found, whether each component's deployed
+    version matches a release name, and the error of a failing source. Results are stored as
+    the worker's would be. Exit status 1 when a source failed.
+    """
+    settings = load_settings(config, db=db, log_level=log_level)
+    setup_logging(settings.log_level)
+    from exporter.health import deployed_health
+    from exporter.http import make_session
+    from exporter.pollers.jobs import poll_source
+
+    if not settings.sources:
+        _fail("no release-health sources configured; add [[sentry]] or [[bugsnag]] to --config")
+    unknown = [n for n in names if settings.source(n) is None]
+    if unknown:
+        known = ", ".join(s.name for s in settings.sources)
+        _fail(f"--source: no source named {unknown[0]!r} (configured: {known})")
+    store = open_store(settings)
+    failed = 0
+    for source in settings.sources:
+        if names and source.name not in names:
+            continue
+        click.echo(f"{source.kind} source {source.name!r}: polling ...")
+        with make_session() as session:
+            report = poll_source(store, source, session)
+        if not report.ok:
+            failed += 1
+            click.echo(f"  FAILED after {report.duration_seconds:.2f}s: {report.error}")
+            continue
+        click.echo(
+            f"  ok: {len(report.rows)} releases, {report.requests} requests, "
+            f"{report.duration_seconds:.2f}s"
+        )
+        _print_rows(report.rows)
+        for t in report.targets:
+            click.echo(
+                f"  project {t.project}: target stability {_pct(t.target_stability)}, "
+                f"critical {_pct(t.critical_stability)} ({t.target_type or 'no target type'})"
+            )
+    from storage import components as components_store
+
+    for row in components_store.current_versions_of(store, sorted(settings.components)):
+        for h in deployed_health(store, settings, row["component"], row["stage"]):
+            if names and h.source not in names:
+                continue
+            found = "crash-free sessions " + _pct(h.crash_free_sessions)
+            if h.crash_free_sessions is None:
+                found = "no data for this release name (check the release template)"
+            click.echo(
+                f"deployed {h.component}/{h.stage} {h.version} -> {h.source} project {h.project} "
+                f"environment {h.environment!r} release {h.release!r}: {found}"
+            )
+    sys.exit(1 if failed else 0)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.2f}%"
+
+
+def _print_rows(rows: Any) -> None:
+    if not rows:
+        click.echo("  (no releases with sessions in the window)")
+        return
+    header = ("PROJECT", "ENVIRONMENT", "RELEASE", "SESSIONS", "USERS", "CF SESSIONS", "CF USERS")
+    table = [header] + [
+        (
+            r.project,
+            r.environment or "-",
+            r.release,
+            "-" if r.total_sessions is None else str(r.total_sessions),
+            "-" if r.users is None else str(r.users),
+            _pct(r.crash_free_sessions),
+            _pct(r.crash_free_users),
+        )
+        for r in rows
+    ]
+    widths = [min(max(len(row[i]) for row in table), 40) for i in range(len(header))]
+    for row in table:
+        click.echo(
+            "  " + "  ".join(cell[:40].ljust(w) for cell, w in zip(row, widths, strict=True))
+        )
 
 
 @main.group()

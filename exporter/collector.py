@@ -12,6 +12,7 @@ import platform
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import sqlite_utils
 from prometheus_client import (
     GC_COLLECTOR,
     PLATFORM_COLLECTOR,
@@ -29,7 +30,10 @@ from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.config import Settings
+from exporter.health import deployed_health
 from exporter.validation import RESULT_CLASSES
+from storage import components as components_store
+from storage import release_health
 from storage.aggregates import Snapshot, snapshot
 from storage.db import thread_db
 
@@ -173,13 +177,14 @@ class ReleaseBitsCollector(Collector):
             registry.register(self)
 
     def describe(self) -> Iterable[Metric]:
-        return _families(None)
+        return [*_families(None), *health_families(None, self._settings)]
 
     def collect(self) -> Iterator[Metric]:
         s = self._settings
         db = thread_db(s.db, synchronous=s.sqlite_synchronous)
         snap = snapshot(db, max_components=s.max_components, max_stages=s.max_stages)
         yield from _families(snap)
+        yield from health_families(db, s)
 
 
 def build_registry(settings: Settings, *, process_metrics: bool = True) -> CollectorRegistry:
@@ -195,7 +200,154 @@ def build_registry(settings: Settings, *, process_metrics: bool = True) -> Colle
 def described_metric_names(families: Iterable[Any] | None = None) -> list[str]:
     """Names of the families the collector describes (for the README docs test)."""
     names = []
-    for fam in families if families is not None else _families(None):
+    default = [*_families(None), *health_families(None, Settings())]
+    for fam in families if families is not None else default:
         suffix = {"counter": "_total", "info": "_info"}.get(fam.type, "")
         names.append(fam.name + suffix)
     return names
+
+
+_POLLED = " Polled from the source on its schedule; the last good value stays when a poll fails."
+_RELEASE_LABELS = ["source", "project", "environment", "release"]
+_DEPLOYED_LABELS = ["component", "stage", "source", "release"]
+
+
+def health_families(db: sqlite_utils.Database | None, settings: Settings) -> list[Metric]:
+    """Release health of configured sources, and of the versions deployed; db=None: empty."""
+    sessions = GaugeMetricFamily(
+        "releasebits_release_sessions",
+        "Sessions of a release in the source's trailing window by status (Sentry: healthy, "
+        "errored, crashed, abnormal, unhandled; Bugsnag: unhandled, other)." + _POLLED,
+        labels=[*_RELEASE_LABELS, "status"],
+    )
+    users = GaugeMetricFamily(
+        "releasebits_release_users",
+        "Distinct users of a release in the source's window." + _POLLED,
+        labels=_RELEASE_LABELS,
+    )
+    cf_sessions = GaugeMetricFamily(
+        "releasebits_release_crash_free_sessions_ratio",
+        "Share of a release's sessions that did not crash, 0..1 (absent: no data)." + _POLLED,
+        labels=_RELEASE_LABELS,
+    )
+    cf_users = GaugeMetricFamily(
+        "releasebits_release_crash_free_users_ratio",
+        "Share of a release's users who saw no crash, 0..1 (absent: no data)." + _POLLED,
+        labels=_RELEASE_LABELS,
+    )
+    target = GaugeMetricFamily(
+        "releasebits_project_stability_target_ratio",
+        "A project's stability target as set in the source (Bugsnag), 0..1." + _POLLED,
+        labels=["source", "project"],
+    )
+    critical = GaugeMetricFamily(
+        "releasebits_project_critical_stability_ratio",
+        "A project's critical stability threshold as set in the source (Bugsnag), 0..1." + _POLLED,
+        labels=["source", "project"],
+    )
+    dep_sessions = GaugeMetricFamily(
+        "releasebits_deployed_crash_free_sessions_ratio",
+        "Crash-free sessions ratio of the version currently deployed to a component and stage, "
+        "as its mapped source reports it under `release`." + _POLLED,
+        labels=_DEPLOYED_LABELS,
+    )
+    dep_users = GaugeMetricFamily(
+        "releasebits_deployed_crash_free_users_ratio",
+        "Crash-free users ratio of the version currently deployed to a component and stage."
+        + _POLLED,
+        labels=_DEPLOYED_LABELS,
+    )
+    prev_sessions = GaugeMetricFamily(
+        "releasebits_previous_crash_free_sessions_ratio",
+        "Crash-free sessions ratio of the version deployed to a component and stage before the "
+        "current one, for comparison." + _POLLED,
+        labels=_DEPLOYED_LABELS,
+    )
+    dep_target = GaugeMetricFamily(
+        "releasebits_deployed_crash_free_target_ratio",
+        "The crash-free ratio the deployed version should reach: the source project's stability "
+        "target, else the crash_free_target setting.",
+        labels=["component", "stage", "source"],
+    )
+    up = GaugeMetricFamily(
+        "releasebits_source_up",
+        "1 if the last poll of this source and project succeeded, else 0.",
+        labels=["source", "project"],
+    )
+    last_success = GaugeMetricFamily(
+        "releasebits_source_last_success_timestamp_seconds",
+        "Unix time of the last successful poll of this source and project.",
+        labels=["source", "project"],
+    )
+    duration = GaugeMetricFamily(
+        "releasebits_source_poll_duration_seconds",
+        "Wall time of the last poll of this source, including rate-limit waits.",
+        labels=["source"],
+    )
+    fams: list[Metric] = [
+        sessions,
+        users,
+        cf_sessions,
+        cf_users,
+        target,
+        critical,
+        dep_sessions,
+        dep_users,
+        prev_sessions,
+        dep_target,
+        up,
+        last_success,
+        duration,
+    ]
+    configured = {src.name for src in settings.sources}
+    if db is None or not configured:
+        return fams
+
+    # Rows of sources no longer configured are not exported: no stale series after a rename.
+    for row in release_health.newest_releases(db, settings.release_health_max_releases):
+        if row["source"] not in configured:
+            continue
+        labels = [row["source"], row["project"], row["environment"], row["release"]]
+        for status, count in sorted(row["sessions_by_status"].items()):
+            sessions.add_metric([*labels, status], count)
+        total = row["total_sessions"]
+        unhandled = row["sessions_by_status"].get("unhandled")
+        if total is not None and set(row["sessions_by_status"]) == {"unhandled"}:
+            sessions.add_metric([*labels, "other"], max(total - (unhandled or 0), 0))
+        if row["users"] is not None:
+            users.add_metric(labels, row["users"])
+        if row["crash_free_sessions"] is not None:
+            cf_sessions.add_metric(labels, row["crash_free_sessions"])
+        if row["crash_free_users"] is not None:
+            cf_users.add_metric(labels, row["crash_free_users"])
+    for row in release_health.targets(db):
+        if row["source"] not in configured:
+            continue
+        if row["target_stability"] is not None:
+            target.add_metric([row["source"], row["project"]], row["target_stability"])
+        if row["critical_stability"] is not None:
+            critical.add_metric([row["source"], row["project"]], row["critical_stability"])
+    for row in components_store.current_versions_of(db, sorted(settings.components)):
+        for h in deployed_health(db, settings, row["component"], row["stage"]):
+            if h.source not in configured:
+                continue
+            key = [h.component, h.stage, h.source]
+            dep_target.add_metric(key, h.target)
+            if h.crash_free_sessions is not None:
+                dep_sessions.add_metric([*key, h.release], h.crash_free_sessions)
+            if h.crash_free_users is not None:
+                dep_users.add_metric([*key, h.release], h.crash_free_users)
+            if h.previous_release and h.previous_crash_free_sessions is not None:
+                prev_sessions.add_metric([*key, h.previous_release], h.previous_crash_free_sessions)
+    durations: dict[str, float] = {}
+    for row in release_health.statuses(db):
+        if row["source"] not in configured:
+            continue
+        up.add_metric([row["source"], row["project"]], row["up"])
+        if row["last_success_ts"] is not None:
+            last_success.add_metric([row["source"], row["project"]], row["last_success_ts"])
+        if row["last_duration_seconds"] is not None:
+            durations[row["source"]] = row["last_duration_seconds"]
+    for source, seconds in sorted(durations.items()):
+        duration.add_metric([source], seconds)
+    return fams

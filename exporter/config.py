@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from exporter.errors import ConfigError
+from exporter.pollers.bugsnag import BugsnagSource
+from exporter.pollers.sentry import SentrySource
 
 ENV_PREFIX = "RELEASEBITS_"
 
@@ -70,6 +74,16 @@ def _choice(*choices: str) -> Callable[[str, Any], str]:
     return parse
 
 
+def _ratio(name: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: expected a ratio between 0 and 1, got {value!r}") from None
+    if isinstance(value, bool) or not 0 <= number <= 1:
+        raise ConfigError(f"{name}: expected a ratio between 0 and 1, got {value!r}")
+    return number
+
+
 def _stage(name: str, value: Any) -> str:
     from exporter.validation import STAGE_RE  # local: validation imports nothing of config
 
@@ -124,6 +138,19 @@ SETTINGS: tuple[Setting, ...] = (
         "How long an Idempotency-Key is remembered.",
     ),
     Setting(
+        "release_health_max_releases",
+        10,
+        _int(1, 1000),
+        "Newest releases per source/project/environment exported as release-health series.",
+    ),
+    Setting(
+        "crash_free_target",
+        0.99,
+        _ratio,
+        "Crash-free sessions ratio a deployed version should reach when its source sets no "
+        "stability target (Bugsnag projects can); alerts and badges compare against it.",
+    ),
+    Setting(
         "worker_heartbeat_seconds",
         10,
         _int(1, 3600),
@@ -140,6 +167,7 @@ class SourceMapping:
 
     project: str
     release: str = "{version}"  # template; {version} and {component} are replaced
+    environments: Mapping[str, str] = dataclasses.field(default_factory=dict)  # stage -> env
 
     def release_name(self, component: str, version: str) -> str:
         return self.release.replace("{version}", version).replace("{component}", component)
@@ -152,8 +180,22 @@ class ComponentMapping:
     sources: Mapping[str, SourceMapping] = dataclasses.field(default_factory=dict)
     environments: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
-    def environment(self, stage: str) -> str:
+    def environment(self, stage: str, source: str | None = None) -> str:
+        """The source's environment (Sentry) or release stage (Bugsnag) for a ReleaseBits stage."""
+        mapping = self.sources.get(source) if source is not None else None
+        if mapping is not None and stage in mapping.environments:
+            return mapping.environments[stage]
         return self.environments.get(stage, stage)
+
+
+@dataclass(frozen=True)
+class PollSource:
+    """A configured release-health source: its kind, schedule and the poller's own config."""
+
+    kind: str  # "sentry" or "bugsnag"
+    name: str
+    interval_seconds: int
+    config: SentrySource | BugsnagSource
 
 
 @dataclass(frozen=True)
@@ -173,9 +215,18 @@ class Settings:
     max_stages: int = 20
     metrics_require_token: bool = False
     idempotency_ttl_hours: int = 24
+    release_health_max_releases: int = 10
+    crash_free_target: float = 0.99
     worker_heartbeat_seconds: int = 10
     config_file: str | None = None
     components: Mapping[str, ComponentMapping] = dataclasses.field(default_factory=dict)
+    sources: tuple[PollSource, ...] = ()
+    forward_targets: tuple[
+        Any, ...
+    ] = ()  # parsed by exporter.forwarders (the [[forward.*]] tables)
+
+    def source(self, name: str) -> PollSource | None:
+        return next((s for s in self.sources if s.name == name), None)
 
     @property
     def db_path(self) -> Path:
@@ -193,8 +244,11 @@ class Settings:
         if config_file is None and environ.get(ENV_PREFIX + "CONFIG"):
             config_file = environ[ENV_PREFIX + "CONFIG"]
         values: dict[str, Any] = {}
+        tables: dict[str, Any] = {}
         if config_file is not None:
-            values.update(_read_toml(Path(config_file)))
+            data = _read_toml(Path(config_file))
+            tables = {k: v for k, v in data.items() if isinstance(v, dict | list)}
+            values.update({k: v for k, v in data.items() if k not in tables})
         for setting in SETTINGS:
             if setting.env in environ and environ[setting.env] != "":
                 values[setting.name] = environ[setting.env]
@@ -206,7 +260,19 @@ class Settings:
             if key not in _BY_NAME:
                 raise ConfigError(f"{key}: unknown setting")
             parsed[key] = _BY_NAME[key].parse(key, value)
-        return cls(**parsed, config_file=str(config_file) if config_file else None)
+        for key in tables:
+            if key not in _TABLES:
+                raise ConfigError(f"{key}: unknown table (expected one of {', '.join(_TABLES)})")
+        sources = _parse_sources(tables, environ)
+        components = _parse_components(tables.get("components", {}), {s.name for s in sources})
+        forward_targets: tuple[Any, ...] = ()
+        return cls(
+            **parsed,
+            config_file=str(config_file) if config_file else None,
+            components=components,
+            sources=sources,
+            forward_targets=forward_targets,
+        )
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -222,6 +288,186 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config: cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config: {path} is not valid TOML: {exc}") from None
-    # Tables ([[sentry]], [components.x], ...) belong to the pollers and forwarders; the scalar
-    # keys are the settings above, and an unknown one is an error rather than silently ignored.
-    return {k: v for k, v in data.items() if not isinstance(v, dict | list)}
+    return data
+
+
+_TABLES = ("sentry", "bugsnag", "components")
+_DURATION_RE = re.compile(r"(\d+)\s*([smhdw]?)")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_SOURCE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+
+
+class Table:
+    """A TOML table read key by key, with errors that name the full path of the setting."""
+
+    def __init__(self, path: str, data: Any, allowed: tuple[str, ...]):
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a table, got {type(data).__name__}")
+        self.path, self.data = path, data
+        for key in data:
+            if key not in allowed:
+                raise ConfigError(f"{path}.{key}: unknown setting (expected {', '.join(allowed)})")
+
+    def name(self, key: str) -> str:
+        return f"{self.path}.{key}"
+
+    def text(self, key: str, default: str | None = None) -> str:
+        value = self.data.get(key, default)
+        if value is None:
+            raise ConfigError(f"{self.name(key)}: required")
+        return _str(self.name(key), value)
+
+    def texts(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        value = self.data.get(key, list(default))
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, list) or not all(
+            isinstance(v, str | int) and not isinstance(v, bool) and str(v).strip() for v in value
+        ):
+            raise ConfigError(f"{self.name(key)}: expected a list of strings, got {value!r}")
+        return tuple(str(v).strip() for v in value)
+
+    def url(self, key: str, default: str) -> str:
+        value = self.text(key, default).rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise ConfigError(f"{self.name(key)}: expected an http(s) URL, got {value!r}")
+        return value
+
+    def duration(self, key: str, default: str) -> int:
+        return parse_duration(self.name(key), self.data.get(key, default))
+
+    def secret(self, key: str, environ: Mapping[str, str], *, required: bool = True) -> str:
+        """The value of the environment variable that `key` names; secrets never sit in TOML."""
+        var = self.data.get(key)
+        if var is None:
+            if not required:
+                return ""
+            raise ConfigError(f"{self.name(key)}: required (the environment variable to read)")
+        var = _str(self.name(key), var)
+        value = environ.get(var, "").strip()
+        if not value:
+            raise ConfigError(f"{self.name(key)}: environment variable {var} is not set")
+        return value
+
+    def table(self, key: str, allowed: tuple[str, ...]) -> Table:
+        return Table(self.name(key), self.data.get(key, {}), allowed)
+
+
+def parse_duration(name: str, value: Any) -> int:
+    """Seconds from 300, "300", "30s", "5m", "1h", "1d" or "1w"."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    match = _DURATION_RE.fullmatch(str(value).strip().lower()) if isinstance(value, str) else None
+    if not match or int(match[1]) <= 0:
+        raise ConfigError(f"{name}: expected a duration such as 30s, 5m, 1h or 1d, got {value!r}")
+    return int(match[1]) * _UNIT_SECONDS[match[2]]
+
+
+def _array(tables: Mapping[str, Any], key: str) -> list[Any]:
+    value = tables.get(key, [])
+    if isinstance(value, dict):  # [sentry] instead of [[sentry]]: one source
+        value = [value]
+    return list(value)
+
+
+def _source_name(t: Table, default: str, seen: set[str]) -> str:
+    name = t.text("name", default).lower()
+    if not _SOURCE_NAME_RE.fullmatch(name):
+        raise ConfigError(f"{t.name('name')}: {name!r} is not a valid source name")
+    if name in seen:
+        raise ConfigError(f"{t.name('name')}: source {name!r} is defined twice")
+    seen.add(name)
+    return name
+
+
+_SENTRY_KEYS = (
+    "name",
+    "base_url",
+    "organization",
+    "token_env",
+    "projects",
+    "environments",
+    "poll_interval",
+    "window",
+)
+_BUGSNAG_KEYS = ("name", "base_url", "token_env", "projects", "release_stages", "poll_interval")
+_STATS_PERIOD_RE = re.compile(r"[1-9]\d*[mhdw]")
+
+
+def _parse_sources(tables: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[PollSource, ...]:
+    seen: set[str] = set()
+    out: list[PollSource] = []
+    for i, data in enumerate(_array(tables, "sentry")):
+        t = Table(f"sentry[{i}]", data, _SENTRY_KEYS)
+        name = _source_name(t, "sentry" if i == 0 else f"sentry-{i}", seen)
+        projects = t.texts("projects")
+        bad = [p for p in projects if not p.isdigit()]
+        if bad:
+            raise ConfigError(
+                f"{t.name('projects')}: Sentry project ids are numbers, got {bad[0]!r}"
+            )
+        window = t.text("window", "24h").lower()
+        if not _STATS_PERIOD_RE.fullmatch(window):
+            raise ConfigError(
+                f"{t.name('window')}: expected a period such as 24h or 14d, got {window!r}"
+            )
+        sentry = SentrySource(
+            name=name,
+            organization=t.text("organization"),
+            token=t.secret("token_env", environ),
+            base_url=t.url("base_url", "https://sentry.io"),
+            projects=tuple(int(p) for p in projects),
+            environments=t.texts("environments"),
+            window=window,
+        )
+        out.append(PollSource("sentry", name, t.duration("poll_interval", "5m"), sentry))
+    for i, data in enumerate(_array(tables, "bugsnag")):
+        t = Table(f"bugsnag[{i}]", data, _BUGSNAG_KEYS)
+        name = _source_name(t, "bugsnag" if i == 0 else f"bugsnag-{i}", seen)
+        projects = t.texts("projects")
+        if not projects:
+            raise ConfigError(f"{t.name('projects')}: required (Bugsnag project ids)")
+        bugsnag = BugsnagSource(
+            name=name,
+            token=t.secret("token_env", environ),
+            project_ids=projects,
+            release_stages=t.texts("release_stages", ("production",)),
+            base_url=t.url("base_url", "https://api.bugsnag.com"),
+        )
+        out.append(PollSource("bugsnag", name, t.duration("poll_interval", "5m"), bugsnag))
+    return tuple(out)
+
+
+def _environments(t: Table) -> dict[str, str]:
+    envs = t.table("environments", tuple(t.data.get("environments", {}) or ()))
+    return {stage: envs.text(stage) for stage in envs.data}
+
+
+def _parse_components(data: Any, source_names: set[str]) -> dict[str, ComponentMapping]:
+    from exporter.validation import ValidationError, normalize_slug
+
+    top = Table("components", data, tuple(data) if isinstance(data, dict) else ())
+    out: dict[str, ComponentMapping] = {}
+    for slug in top.data:
+        try:
+            normalize_slug(slug)
+        except ValidationError as exc:
+            raise ConfigError(f"components.{slug}: {exc}") from None
+        comp = top.table(slug, ("sources", "environments"))
+        sources_table = comp.table("sources", tuple(comp.data.get("sources", {}) or ()))
+        sources: dict[str, SourceMapping] = {}
+        for source in sources_table.data:
+            if source not in source_names:
+                known = ", ".join(sorted(source_names)) or "none configured"
+                raise ConfigError(
+                    f"{sources_table.name(source)}: no [[sentry]] or [[bugsnag]] source named "
+                    f"{source!r} ({known})"
+                )
+            st = sources_table.table(source, ("project", "release", "environments"))
+            release = st.text("release", "{version}")
+            if "{version}" not in release:
+                raise ConfigError(f"{st.name('release')}: the template must contain {{version}}")
+            sources[source] = SourceMapping(st.text("project"), release, _environments(st))
+        out[slug] = ComponentMapping(sources, _environments(comp))
+    return out

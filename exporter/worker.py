@@ -9,9 +9,12 @@ import signal
 from datetime import UTC, datetime
 from typing import Any
 
+import requests
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from exporter.config import Settings
+from exporter.http import make_session
+from exporter.pollers.jobs import poll_source
 from storage import worker as worker_state
 from storage.db import thread_db
 
@@ -35,6 +38,25 @@ def housekeeping_job(settings: Settings) -> None:
             log.info("expired %d idempotency keys", removed)
     except Exception:  # job boundary
         log.exception("housekeeping failed")
+
+
+def poll_job(settings: Settings, name: str) -> None:
+    """One source's scheduled poll; poll_source records any failure as source_up=0."""
+    source = settings.source(name)
+    if source is None:
+        return
+    session = _sessions.get(name)
+    if session is None:
+        session = _sessions[name] = make_session()
+    try:
+        poll_source(
+            thread_db(settings.db, synchronous=settings.sqlite_synchronous), source, session
+        )
+    except Exception:  # storage failed while recording: log, keep the scheduler alive
+        log.exception("poll of source %r could not be recorded", name)
+
+
+_sessions: dict[str, requests.Session] = {}  # one per source: jobs of a source never overlap
 
 
 def build_scheduler(settings: Settings) -> BlockingScheduler:
@@ -61,6 +83,21 @@ def build_scheduler(settings: Settings) -> BlockingScheduler:
         replace_existing=True,
         next_run_time=now,
     )
+    for source in settings.sources:
+        scheduler.add_job(
+            poll_job,
+            "interval",
+            seconds=source.interval_seconds,
+            args=[settings, source.name],
+            id=f"poll:{source.name}",
+            name=f"poll {source.kind} source {source.name}",
+            replace_existing=True,
+            next_run_time=now,
+            misfire_grace_time=max(60, source.interval_seconds),
+        )
+        log.info(
+            "polling %s source %r every %ds", source.kind, source.name, source.interval_seconds
+        )
     return scheduler
 
 

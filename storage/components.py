@@ -91,6 +91,32 @@ def current_version(db: sqlite_utils.Database, slug: str, stage: str) -> dict[st
     return rows[0] if rows else None
 
 
+def current_versions_of(db: sqlite_utils.Database, slugs: list[str]) -> list[dict[str, Any]]:
+    """Current version rows of the given components, every stage."""
+    if not slugs:
+        return []
+    marks = ", ".join("?" for _ in slugs)
+    return list(
+        db.query(
+            f"SELECT * FROM current_versions WHERE component IN ({marks}) ORDER BY component, stage",
+            slugs,
+        )
+    )
+
+
+def previous_version(
+    db: sqlite_utils.Database, slug: str, stage: str, current: str, before_ts: float
+) -> str | None:
+    """The version successfully deployed to component/stage before `current` became current."""
+    row = db.execute(
+        "SELECT version FROM deployments WHERE component = ? AND stage = ? "
+        "AND result_class = 'success' AND version != ? AND finished_ts <= ? "
+        "ORDER BY finished_ts DESC LIMIT 1",
+        [slug, stage, current, before_ts],
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
 def last_build(db: sqlite_utils.Database, slug: str) -> dict[str, Any] | None:
     rows = list(db.query("SELECT * FROM last_builds WHERE component = ?", [slug]))
     return rows[0] if rows else None

@@ -53,6 +53,16 @@ def store_poll(
     now = time.time()
     rows = list(rows)
     with write_transaction(db):
+        # A source without release dates (Sentry's sessions API) keeps the time a release was
+        # first seen, so "the newest N releases" stays meaningful from one poll to the next.
+        first_seen = {
+            (r[0], r[1], r[2]): r[3]
+            for r in db.execute(
+                "SELECT project, environment, release, released_at FROM release_health "
+                "WHERE source = ?",
+                [source],
+            )
+        }
         db.execute("DELETE FROM release_health WHERE source = ?", [source])
         db.conn.executemany(
             "INSERT OR REPLACE INTO release_health (source, project, environment, release, "
@@ -69,7 +79,9 @@ def store_poll(
                     r.crash_free_sessions,
                     r.crash_free_users,
                     json.dumps(r.sessions_by_status, sort_keys=True),
-                    r.released_at,
+                    r.released_at
+                    if r.released_at is not None
+                    else first_seen.get((r.project, r.environment, r.release)) or now,
                     now,
                 )
                 for r in rows
@@ -129,7 +141,8 @@ def newest_releases(db: sqlite_utils.Database, per_project: int) -> list[dict[st
     rows = list(
         db.query(
             "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY source, project, environment "
-            "ORDER BY coalesce(released_at, 0) DESC, release DESC) AS rank FROM release_health) "
+            "ORDER BY coalesce(released_at, 0) DESC, coalesce(total_sessions, 0) DESC, release DESC) "
+            "AS rank FROM release_health) "
             "WHERE rank <= ? ORDER BY source, project, environment, release",
             [per_project],
         )

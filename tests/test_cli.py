@@ -20,6 +20,7 @@ COMMANDS = [
     ["token", "create"],
     ["token", "list"],
     ["token", "revoke"],
+    ["poll"],
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,3 +64,100 @@ def test_every_setting_is_documented_in_readme() -> None:
     readme = README.read_text()
     missing = [s.env for s in SETTINGS if s.env not in readme or f"`{s.name}`" not in readme]
     assert not missing, f"README.md does not document: {missing}"
+
+
+SOURCES = """
+[[sentry]]
+organization = "acme"
+token_env = "SENTRY_TOKEN"
+projects = [42]
+window = "14d"
+
+[[bugsnag]]
+name = "mobile"
+base_url = "https://api.bugsnag.smartbear.com/"
+token_env = "BUGSNAG_TOKEN"
+projects = ["515fb9337c1074f6fd000003"]
+release_stages = ["production", "beta"]
+poll_interval = "1h"
+
+[components.checkout]
+environments = { production = "prod" }
+
+[components.checkout.sources.sentry]
+project = "42"
+release = "checkout@{version}"
+
+[components.checkout.sources.mobile]
+project = "515fb9337c1074f6fd000003"
+environments = { production = "release" }
+"""
+ENV = {"SENTRY_TOKEN": "sntrys_x", "BUGSNAG_TOKEN": "b-token"}
+
+
+def test_sources_and_component_mappings(tmp_path: Path) -> None:
+    cfg = tmp_path / "rb.toml"
+    cfg.write_text(SOURCES)
+    s = Settings.load(cfg, ENV)
+    sentry, mobile = s.sources
+    assert (sentry.name, sentry.kind, sentry.interval_seconds) == ("sentry", "sentry", 300)
+    assert sentry.config.token == "sntrys_x"  # type: ignore[union-attr]
+    assert (mobile.name, mobile.interval_seconds) == ("mobile", 3600)
+    assert mobile.config.base_url == "https://api.bugsnag.smartbear.com"
+    checkout = s.components["checkout"]
+    assert checkout.sources["sentry"].release_name("checkout", "1.2.0") == "checkout@1.2.0"
+    assert checkout.environment("production", "sentry") == "prod"
+    assert checkout.environment("production", "mobile") == "release"
+    assert checkout.environment("staging", "sentry") == "staging"
+    assert "sntrys_x" not in repr(s)  # tokens stay out of reprs and therefore logs
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        (lambda t: t, "sentry[0].token_env: environment variable SENTRY_TOKEN is not set"),
+        (
+            lambda t: t.replace('window = "14d"', 'window = "forever"'),
+            "sentry[0].window: expected a period",
+        ),
+        (lambda t: t.replace("projects = [42]", 'projects = ["checkout"]'), "sentry[0].projects"),
+        (
+            lambda t: t.replace('poll_interval = "1h"', 'poll_interval = "soon"'),
+            "bugsnag[0].poll_interval: expected a duration",
+        ),
+        (
+            lambda t: t.replace("https://api.bugsnag.smartbear.com/", "api.bugsnag.com"),
+            "bugsnag[0].base_url: expected an http(s) URL",
+        ),
+        (
+            lambda t: t.replace('organization = "acme"', 'organisation = "acme"'),
+            "sentry[0].organisation: unknown setting",
+        ),
+        (
+            lambda t: t.replace(
+                "[components.checkout.sources.mobile]", "[components.checkout.sources.bugs]"
+            ),
+            "components.checkout.sources.bugs: no [[sentry]] or [[bugsnag]] source named 'bugs'",
+        ),
+        (
+            lambda t: t.replace('release = "checkout@{version}"', 'release = "checkout"'),
+            "release: the template must contain {version}",
+        ),
+        (
+            lambda t: (
+                t
+                + '\n[[sentry]]\norganization = "b"\ntoken_env = "SENTRY_TOKEN"\nname = "mobile"\n'
+            ),
+            "defined twice",
+        ),
+        (lambda t: t + "\n[[grafana]]\nurl = 'x'\n", "grafana: unknown table"),
+    ],
+)
+def test_bad_sources_are_one_line_errors(tmp_path: Path, edit: Any, needle: str) -> None:
+    cfg = tmp_path / "rb.toml"
+    cfg.write_text(edit(SOURCES))
+    env = {} if "is not set" in needle else ENV
+    with pytest.raises(ConfigError) as info:
+        Settings.load(cfg, env)
+    assert needle in str(info.value)
+    assert "\n" not in str(info.value)
