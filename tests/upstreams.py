@@ -31,6 +31,13 @@ class Fake:
     httpserver: HTTPServer
     failure: tuple[int, str] | None = None
     seen: list[str] = field(default_factory=list)
+    rename: dict[str, str] = field(default_factory=dict)  # release names to serve instead
+
+    def body(self, name: str) -> str:
+        text = json.dumps(fixture(name))
+        for old, new in self.rename.items():
+            text = text.replace(json.dumps(old), json.dumps(new))
+        return text
 
     @property
     def base_url(self) -> str:
@@ -78,7 +85,7 @@ class FakeSentry(Fake):
             f'<{url}?cursor=0:100:0>; rel="next"; results="false"; cursor="0:100:0"'
         )
         return Response(
-            json.dumps(fixture(name)), 200, headers={"Link": link}, content_type="application/json"
+            self.body(name), 200, headers={"Link": link}, content_type="application/json"
         )
 
 
@@ -107,7 +114,7 @@ class FakeBugsnag(Fake):
             or request.headers.get("X-Version") != "2"
         ):
             return Response('{"errors": ["Unauthorized"]}', 401, content_type="application/json")
-        return Response(json.dumps(fixture(name)), 200, content_type="application/json")
+        return Response(self.body(name), 200, content_type="application/json")
 
 
 def sources_toml(
