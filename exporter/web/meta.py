@@ -90,7 +90,8 @@ def metrics() -> Response:
         log.error("scrape failed: database unavailable: %s", exc)
         raise ApiError(503, "storage_unavailable", "the database is unavailable") from None
     resp = Response(output, content_type=content_type)
-    if "gzip" in request.headers.get("Accept-Encoding", ""):
+    # Quality-aware (RFC 9110): "gzip;q=0" refuses gzip, "*" accepts it.
+    if request.accept_encodings["gzip"] > 0:
         resp.set_data(gzip.compress(output, compresslevel=6))
         resp.headers["Content-Encoding"] = "gzip"
     resp.headers["Vary"] = "Accept, Accept-Encoding"

@@ -164,6 +164,35 @@ def test_content_negotiation_and_gzip(hostile: Any, client: Any) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("accept_encoding", "gzipped"),
+    [
+        ("gzip", True),
+        ("gzip;q=0", False),
+        ("gzip; q=0, deflate", False),
+        ("br;q=1, gzip;q=0.5", True),
+        ("*", True),
+        ("*, gzip;q=0", False),
+        ("deflate, x-gzip", False),
+    ],
+)
+def test_gzip_honours_quality_values(client: Any, accept_encoding: str, gzipped: bool) -> None:
+    plain = client.get("/metrics").get_data()
+    resp = client.get("/metrics", headers={"Accept-Encoding": accept_encoding})
+    assert resp.status_code == 200
+    body = resp.get_data()
+    if gzipped:
+        assert resp.headers["Content-Encoding"] == "gzip"
+        text = gzip.decompress(body).decode()
+    else:
+        # A q=0 refusal must get an identity body a scraper can read as is.
+        assert "Content-Encoding" not in resp.headers
+        assert not body.startswith(b"\x1f\x8b")
+        text = body.decode()
+    assert "releasebits_components 0.0" in text
+    assert b"releasebits_components 0.0" in plain
+
+
 def test_metrics_require_token(settings: Settings, db: Any, auth: dict[str, str]) -> None:
     app = create_app(settings.replace(metrics_require_token=True), process_metrics=False)
     client = app.test_client()
