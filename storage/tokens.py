@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
+from storage.db import write_transaction
+
 PREFIX = "rb_"
 SCOPES = ("read", "write")
 
@@ -38,7 +40,7 @@ def create_token(db: sqlite_utils.Database, name: str, scopes: tuple[str, ...]) 
     """Create a token and return it; this is the only time the secret exists in clear."""
     token_id = secrets.token_hex(6)
     token = f"{PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
-    with db.atomic():
+    with write_transaction(db):
         if db.execute("SELECT 1 FROM tokens WHERE name = ?", [name]).fetchone():
             raise TokenExists(name)
         db.execute(
@@ -75,7 +77,7 @@ def list_tokens(db: sqlite_utils.Database) -> list[Token]:
 
 def revoke_token(db: sqlite_utils.Database, name: str) -> bool:
     """Revoke by name; False if no live token has that name."""
-    with db.atomic():
+    with write_transaction(db):
         cursor = db.execute(
             "UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
             [time.time(), name],

@@ -6,9 +6,11 @@ import time
 
 import sqlite_utils
 
+from storage.db import write_transaction
+
 
 def heartbeat(db: sqlite_utils.Database, pid: int) -> None:
-    with db.atomic():
+    with write_transaction(db):
         db.execute(
             "INSERT OR REPLACE INTO worker_state (name, value, updated_at) VALUES ('heartbeat', ?, ?)",
             [str(pid), time.time()],
@@ -21,7 +23,7 @@ def last_heartbeat(db: sqlite_utils.Database) -> float | None:
 
 
 def expire_idempotency_keys(db: sqlite_utils.Database, older_than_seconds: float) -> int:
-    with db.atomic():
+    with write_transaction(db):
         cursor = db.execute(
             "DELETE FROM idempotency_keys WHERE created_at < ?", [time.time() - older_than_seconds]
         )
