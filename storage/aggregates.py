@@ -33,7 +33,8 @@ _TRACKED = (
 
 
 def snapshot(db: sqlite_utils.Database, *, max_components: int, max_stages: int) -> Snapshot:
-    """Rows for components and stages within the cardinality limits (first seen first)."""
+    """Rows for components and stages within the cardinality limits (first seen first),
+    sorted by labels so that consecutive scrapes list series in the same order."""
     params = {"max_components": max_components, "max_stages": max_stages}
     conn = db.conn
     # One read transaction: every family of a scrape sees the same committed state.
@@ -43,10 +44,17 @@ def snapshot(db: sqlite_utils.Database, *, max_components: int, max_stages: int)
     try:
         stats = list(db.query("SELECT t.* FROM event_stats t" + _TRACKED, params))
         durations = []
-        for row in db.query("SELECT t.* FROM duration_stats t" + _TRACKED, params):
+        for row in db.query(
+            "SELECT t.* FROM duration_stats t" + _TRACKED + " ORDER BY t.component, t.stage", params
+        ):
             row["buckets"] = json.loads(row["buckets"])
             durations.append(row)
-        current = list(db.query("SELECT t.* FROM current_versions t" + _TRACKED, params))
+        current = list(
+            db.query(
+                "SELECT t.* FROM current_versions t" + _TRACKED + " ORDER BY t.component, t.stage",
+                params,
+            )
+        )
         overflow = {r[0]: r[1] for r in conn.execute("SELECT dimension, count FROM overflow")}
         n_components = conn.execute("SELECT count(*) FROM components").fetchone()[0]
         n_releases = conn.execute("SELECT count(*) FROM releases").fetchone()[0]

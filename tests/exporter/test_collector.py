@@ -176,3 +176,19 @@ def test_every_described_metric_is_documented_in_readme() -> None:
     documented = set(re.findall(r"`(releasebits_[a-z_]+)`", readme))
     missing = [name for name in described_metric_names() if name not in documented]
     assert not missing, f"README.md does not document: {missing}"
+
+
+def test_series_are_listed_in_label_order_whatever_the_arrival_order(
+    app: Any, client: Any, auth: dict[str, str]
+) -> None:
+    # Diffing two scrapes (or a golden file) only works when the order does not follow arrival.
+    for slug in ("zeta", "alpha", "mid"):
+        post(client, auth, slug, version="v1", stage="production", started_at="2024-01-01T00:00:00Z",
+             finished_at="2024-01-01T00:01:00Z")  # fmt: skip
+    text = generate_latest(app.extensions["releasebits"].registry).decode()
+    for family in (
+        "releasebits_deployment_duration_seconds_count",
+        "releasebits_deployed_version_info",
+    ):
+        order = re.findall(rf'^{family}{{[^}}]*\bcomponent="(\w+)"', text, re.M)
+        assert order == ["alpha", "mid", "zeta"], family
