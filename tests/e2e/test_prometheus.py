@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,7 +13,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import Daemon, free_port, need_binary
+from tests.conftest import Daemon
+from tests.prometheus import Prometheus, prometheus_launcher
 
 pytestmark = pytest.mark.e2e
 
@@ -91,89 +90,9 @@ def prom_quantile(q: float, durations: list[float]) -> float:
     return start + (BUCKETS[b] - start) * (rank - prior) / (cumulative[b] - prior)
 
 
-@dataclass
-class Prometheus:
-    url: str
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def query(self, promql: str) -> list[dict[str, Any]]:
-        resp = requests.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=5)
-        assert resp.status_code == 200, resp.text
-        body = resp.json()
-        assert body["status"] == "success", body
-        return list(body["data"]["result"])
-
-    def by_labels(self, promql: str, *labels: str) -> dict[tuple[str, ...], float]:
-        return {
-            tuple(row["metric"].get(label, "") for label in labels): float(row["value"][1])
-            for row in self.query(promql)
-        }
-
-    def wait_for(self, what: str, check: Callable[[], bool], timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"prometheus exited:\n{self.log()}"
-            if check():
-                return
-            time.sleep(0.25)
-        pytest.fail(f"timed out after {timeout}s waiting for {what}\nprometheus log:\n{self.log()}")
-
-
 @pytest.fixture
 def start_prometheus(tmp_path: Path) -> Iterator[Callable[[str], Prometheus]]:
-    binary = need_binary("prometheus")
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(target: str) -> Prometheus:
-        config = tmp_path / "prometheus.yml"
-        config.write_text(
-            "global:\n"
-            "  scrape_interval: 1s\n"
-            "  scrape_timeout: 1s\n"
-            "scrape_configs:\n"
-            f"  - job_name: {JOB}\n"
-            "    static_configs:\n"
-            f"      - targets: ['{target}']\n"
-        )
-        port = free_port()
-        log_path = tmp_path / "prometheus.log"
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [
-                    binary,
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                    "--log.level=warn",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        procs.append(proc)
-        prom = Prometheus(f"http://127.0.0.1:{port}", proc, log_path)
-
-        def ready() -> bool:
-            try:
-                return requests.get(prom.url + "/-/ready", timeout=1).status_code == 200
-            except requests.ConnectionError:
-                return False
-
-        prom.wait_for("prometheus /-/ready", ready, timeout=20)
-        return prom
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+    yield from prometheus_launcher(tmp_path, job=JOB)
 
 
 def post(daemon: Daemon, token: str, kind: str, event: Event) -> None:
