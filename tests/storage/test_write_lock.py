@@ -25,7 +25,7 @@ def _writer(path: str, proc: int, rounds: int) -> None:
                         "INSERT INTO worker_state (name, value, updated_at) VALUES (?, 'x', 0)",
                         [f"p{proc}-t{thread}-{i}"],
                     )
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent through the exit code
+        except BaseException as exc:  # reported to the parent through the exit code
             errors.append(exc)
         finally:
             db.close()
