@@ -45,11 +45,13 @@ def create_app(settings: Settings, *, process_metrics: bool = True) -> Flask:
         settings=settings, registry=build_registry(settings, process_metrics=process_metrics)
     )
 
-    from exporter.web import events, meta, resources
+    from exporter.web import badges, deliveries, events, meta, resources
 
     app.register_blueprint(meta.bp)
     app.register_blueprint(events.bp)
     app.register_blueprint(resources.bp)
+    app.register_blueprint(deliveries.bp)
+    app.register_blueprint(badges.bp)
 
     @app.errorhandler(ApiError)
     def _api_error(err: ApiError) -> Response:

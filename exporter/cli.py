@@ -14,7 +14,7 @@ import click
 from exporter import __version__
 from exporter.config import SETTINGS, Settings
 from exporter.errors import ConfigError
-from storage import tokens
+from storage import outbox, tokens
 from storage.db import StorageError, open_db
 
 log = logging.getLogger("releasebits")
@@ -295,6 +295,60 @@ def token_revoke(name: str, config: str | None, db: str | None) -> None:
     if not tokens.revoke_token(open_store(settings), name):
         _fail(f"no active token named {name!r}")
     click.echo(f"revoked {name!r}")
+
+
+@main.group()
+def deliveries() -> None:
+    """Inspect and retry the forwarding outbox (one delivery per event and target)."""
+
+
+@deliveries.command("list")
+@click.option(
+    "--status",
+    type=click.Choice(outbox.STATUSES),
+    default=None,
+    help="Only deliveries in this status.",
+)
+@click.option("--target", default=None, help="Only deliveries to this target (its name).")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@config_option
+@db_option
+def deliveries_list(
+    status: str | None, target: str | None, limit: int, config: str | None, db: str | None
+) -> None:
+    """List deliveries, newest first, with their last error."""
+    settings = load_settings(config, db=db)
+    rows, _ = outbox.list_deliveries(
+        open_store(settings), status=status, target=target, limit=limit
+    )
+    if not rows:
+        click.echo("no deliveries")
+        return
+    click.echo(
+        f"{'ID':<36}  {'TARGET':<16} {'STATUS':<10} {'ATTEMPTS':>8}  {'EVENT':<28} LAST ERROR"
+    )
+    for r in rows:
+        event = f"{r['event']['kind']} {r['event']['component'] or ''}".strip()
+        error = (r["last_error"] or "")[:80]
+        click.echo(
+            f"{r['id']:<36}  {r['target']:<16} {r['status']:<10} {r['attempts']:>8}  "
+            f"{event[:28]:<28} {error}"
+        )
+
+
+@deliveries.command("retry")
+@click.argument("delivery_id")
+@config_option
+@db_option
+def deliveries_retry(delivery_id: str, config: str | None, db: str | None) -> None:
+    """Make delivery DELIVERY_ID due now with a fresh give-up horizon (the worker sends it)."""
+    settings = load_settings(config, db=db)
+    previous = outbox.retry(open_store(settings), delivery_id)
+    if previous is None:
+        _fail(f"no delivery {delivery_id!r}")
+    if previous == "delivering":
+        _fail(f"delivery {delivery_id} is being attempted right now; try again later")
+    click.echo(f"delivery {delivery_id} ({previous}) is due again")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,6 +9,7 @@ Sample output::
 from __future__ import annotations
 
 import platform
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -33,7 +34,7 @@ from exporter.config import Settings
 from exporter.health import deployed_health
 from exporter.validation import RESULT_CLASSES
 from storage import components as components_store
-from storage import release_health
+from storage import outbox, release_health
 from storage.aggregates import Snapshot, snapshot
 from storage.db import thread_db
 
@@ -177,7 +178,11 @@ class ReleaseBitsCollector(Collector):
             registry.register(self)
 
     def describe(self) -> Iterable[Metric]:
-        return [*_families(None), *health_families(None, self._settings)]
+        return [
+            *_families(None),
+            *health_families(None, self._settings),
+            *forward_families(None, self._settings),
+        ]
 
     def collect(self) -> Iterator[Metric]:
         s = self._settings
@@ -185,6 +190,7 @@ class ReleaseBitsCollector(Collector):
         snap = snapshot(db, max_components=s.max_components, max_stages=s.max_stages)
         yield from _families(snap)
         yield from health_families(db, s)
+        yield from forward_families(db, s)
 
 
 def build_registry(settings: Settings, *, process_metrics: bool = True) -> CollectorRegistry:
@@ -200,7 +206,11 @@ def build_registry(settings: Settings, *, process_metrics: bool = True) -> Colle
 def described_metric_names(families: Iterable[Any] | None = None) -> list[str]:
     """Names of the families the collector describes (for the README docs test)."""
     names = []
-    default = [*_families(None), *health_families(None, Settings())]
+    default = [
+        *_families(None),
+        *health_families(None, Settings()),
+        *forward_families(None, Settings()),
+    ]
     for fam in families if families is not None else default:
         suffix = {"counter": "_total", "info": "_info"}.get(fam.type, "")
         names.append(fam.name + suffix)
@@ -350,4 +360,49 @@ def health_families(db: sqlite_utils.Database | None, settings: Settings) -> lis
             durations[row["source"]] = row["last_duration_seconds"]
     for source, seconds in sorted(durations.items()):
         duration.add_metric([source], seconds)
+    return fams
+
+
+def forward_families(
+    db: sqlite_utils.Database | None, settings: Settings, now: float | None = None
+) -> list[Metric]:
+    """The forwarding outbox per configured target (its `name`); db=None: empty families."""
+    deliveries = CounterMetricFamily(
+        "releasebits_forward_deliveries_total",
+        "Delivery attempts of the forwarding outbox by target and outcome: delivered, retried "
+        "(failed, will be tried again), failed (permanent error or gave up), disabled (the "
+        "endpoint answered 410 Gone).",
+        labels=["target", "outcome"],
+    )
+    pending = GaugeMetricFamily(
+        "releasebits_forward_pending",
+        "Deliveries waiting in the outbox (or in flight) per target.",
+        labels=["target"],
+    )
+    oldest = GaugeMetricFamily(
+        "releasebits_forward_oldest_pending_age_seconds",
+        "Age of the oldest delivery still waiting per target; 0 when none waits.",
+        labels=["target"],
+    )
+    disabled = GaugeMetricFamily(
+        "releasebits_forward_target_disabled",
+        "1 when a target was disabled (a webhook answered 410 Gone) until a delivery of it is "
+        "retried, else 0.",
+        labels=["target"],
+    )
+    fams: list[Metric] = [deliveries, pending, oldest, disabled]
+    if db is None or not settings.forward_targets:
+        return fams
+    now = time.time() if now is None else now
+    backlog = outbox.backlog(db)
+    off = outbox.disabled_targets(db)
+    # Only configured targets: rows of a removed or renamed target leave no stale series.
+    for target in settings.forward_targets:
+        name = target.name
+        for outcome in outbox.OUTCOMES:
+            deliveries.add_metric([name, outcome], backlog.counts.get((name, outcome), 0))
+        pending.add_metric([name], backlog.pending.get(name, 0))
+        first = backlog.oldest_created_at.get(name)
+        oldest.add_metric([name], max(now - first, 0.0) if first is not None else 0.0)
+        disabled.add_metric([name], 1 if name in off else 0)
     return fams

@@ -84,6 +84,19 @@ def _ratio(name: str, value: Any) -> float:
     return number
 
 
+def _number(lo: float, hi: float) -> Callable[[str, Any], float]:
+    def parse(name: str, value: Any) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected a number, got {value!r}") from None
+        if isinstance(value, bool) or not lo <= number <= hi:
+            raise ConfigError(f"{name}: must be between {lo:g} and {hi:g}, got {value!r}")
+        return number
+
+    return parse
+
+
 def _stage(name: str, value: Any) -> str:
     from exporter.validation import STAGE_RE  # local: validation imports nothing of config
 
@@ -132,6 +145,18 @@ SETTINGS: tuple[Setting, ...] = (
         "Require a read token on /metrics (public by default).",
     ),
     Setting(
+        "badges_require_token",
+        False,
+        _bool,
+        "Require a read token (header or ?access_token=) on /badges/... (public by default).",
+    ),
+    Setting(
+        "badge_max_age_seconds",
+        300,
+        _int(0, 86_400),
+        "Cache-Control max-age of badges; short, so README image proxies refetch them.",
+    ),
+    Setting(
         "idempotency_ttl_hours",
         24,
         _int(1, 24 * 365),
@@ -155,6 +180,31 @@ SETTINGS: tuple[Setting, ...] = (
         10,
         _int(1, 3600),
         "How often the background worker records that it is alive.",
+    ),
+    Setting(
+        "forward_give_up_hours",
+        24.0,
+        _number(0.0001, 24 * 365),
+        "How long the outbox retries a delivery before marking it failed.",
+    ),
+    Setting(
+        "forward_retry_base_seconds",
+        5.0,
+        _number(0.01, 3600),
+        "First retry delay of a failed delivery; it doubles per attempt, with jitter.",
+    ),
+    Setting(
+        "forward_keep_days",
+        30,
+        _int(1, 3650),
+        "How long delivered outbox rows stay listed in /deliveries before housekeeping removes "
+        "them (failed ones stay until retried).",
+    ),
+    Setting(
+        "forward_retry_max_seconds",
+        3600.0,
+        _number(0.01, 86400),
+        "Longest delay between two attempts of a delivery (a Retry-After may ask for more).",
     ),
 )
 
@@ -214,10 +264,16 @@ class Settings:
     max_components: int = 500
     max_stages: int = 20
     metrics_require_token: bool = False
+    badges_require_token: bool = False
+    badge_max_age_seconds: int = 300
     idempotency_ttl_hours: int = 24
     release_health_max_releases: int = 10
     crash_free_target: float = 0.99
     worker_heartbeat_seconds: int = 10
+    forward_give_up_hours: float = 24.0
+    forward_retry_base_seconds: float = 5.0
+    forward_retry_max_seconds: float = 3600.0
+    forward_keep_days: int = 30
     config_file: str | None = None
     components: Mapping[str, ComponentMapping] = dataclasses.field(default_factory=dict)
     sources: tuple[PollSource, ...] = ()
@@ -265,7 +321,11 @@ class Settings:
                 raise ConfigError(f"{key}: unknown table (expected one of {', '.join(_TABLES)})")
         sources = _parse_sources(tables, environ)
         components = _parse_components(tables.get("components", {}), {s.name for s in sources})
-        forward_targets: tuple[Any, ...] = ()
+        from exporter.forwarders.config import parse_forward  # imports this module
+
+        forward_targets: tuple[Any, ...] = parse_forward(
+            tables.get("forward", {}), tables.get("components", {}), components, sources, environ
+        )
         return cls(
             **parsed,
             config_file=str(config_file) if config_file else None,
@@ -291,7 +351,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
     return data
 
 
-_TABLES = ("sentry", "bugsnag", "components")
+_TABLES = ("sentry", "bugsnag", "components", "forward")
 _DURATION_RE = re.compile(r"(\d+)\s*([smhdw]?)")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _SOURCE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
@@ -454,7 +514,7 @@ def _parse_components(data: Any, source_names: set[str]) -> dict[str, ComponentM
             normalize_slug(slug)
         except ValidationError as exc:
             raise ConfigError(f"components.{slug}: {exc}") from None
-        comp = top.table(slug, ("sources", "environments"))
+        comp = top.table(slug, ("sources", "environments", "forward"))  # forward: forwarders
         sources_table = comp.table("sources", tuple(comp.data.get("sources", {}) or ()))
         sources: dict[str, SourceMapping] = {}
         for source in sources_table.data:

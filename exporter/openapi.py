@@ -187,6 +187,193 @@ def _event_paths(kind: str) -> dict[str, Any]:
     }
 
 
+def _badge_paths() -> dict[str, Any]:
+    """Badge images (SVG) and their shields.io endpoint JSON, per component and per release."""
+    q = "query"
+    look = [
+        {
+            "name": "style",
+            "in": q,
+            "schema": {"enum": ["flat", "flat-square", "plastic", "for-the-badge"]},
+            "description": "shields.io style; anything else draws flat.",
+        },
+        {"name": "label", "in": q, "schema": _STR, "description": "Replaces the left text."},
+        {
+            "name": "color",
+            "in": q,
+            "schema": _STR,
+            "description": "A shields.io colour name or hex (ff69b4); invalid values are ignored.",
+        },
+        {"name": "labelColor", "in": q, "schema": _STR, "description": "Colour of the label."},
+    ]
+    headers = {
+        "ETag": {
+            "description": "Strong validator of the body; send it as If-None-Match.",
+            "schema": _STR,
+        },
+        "Cache-Control": {"description": "max-age=badge_max_age_seconds.", "schema": _STR},
+    }
+    endpoint_schema = {
+        "type": "object",
+        "required": ["schemaVersion", "label", "message"],
+        "properties": {
+            "schemaVersion": {"const": 1},
+            "label": _STR,
+            "message": _STR,
+            "color": _STR,
+            "labelColor": _STR,
+            "isError": {"type": "boolean"},
+            "style": _STR,
+            "cacheSeconds": {"type": "integer"},
+        },
+    }
+    component_params = [
+        _SLUG,
+        {
+            "name": "kind",
+            "in": "path",
+            "required": True,
+            "schema": {"enum": ["version", "build", "crash-free", "deployments", "last-deploy"]},
+        },
+    ]
+    release_params = [
+        {"name": "name", "in": "path", "required": True, "schema": _STR},
+        {
+            "name": "kind",
+            "in": "path",
+            "required": True,
+            "schema": {"enum": ["crash-free", "deployments", "last-deploy"]},
+        },
+    ]
+    component_query = [
+        {"name": "stage", "in": q, "schema": _STR, "description": "Default: default_stage."},
+        {"name": "source", "in": q, "schema": _STR, "description": "crash-free: the source."},
+        {"name": "period", "in": q, "schema": {"enum": ["day", "week", "month"]}},
+    ]
+    release_query = [
+        {"name": "source", "in": q, "schema": _STR},
+        {"name": "environment", "in": q, "schema": _STR},
+    ]
+    description = (
+        "Unknown component, stage or release, or no data: a grey 'not found' / 'no data' badge "
+        "with status 200. A read token is needed only when badges_require_token is set."
+    )
+    out: dict[str, Any] = {}
+    for base, params, query, what in (
+        ("/badges/components/{slug}/{kind}", component_params, component_query, "Component"),
+        ("/badges/releases/{name}/{kind}", release_params, release_query, "Release"),
+    ):
+        for ext, media, schema in (
+            ("svg", "image/svg+xml", _STR),
+            ("json", "application/json", endpoint_schema),
+        ):
+            out[f"{base}.{ext}"] = {
+                "parameters": params,
+                "get": {
+                    "operationId": f"badge{what}{ext.upper()}",
+                    "summary": f"{what} badge as {'SVG' if ext == 'svg' else 'shields.io endpoint JSON'}",
+                    "description": description,
+                    "parameters": [*query, *look],
+                    "responses": {
+                        "200": {
+                            "description": "The badge.",
+                            "headers": headers,
+                            "content": {media: {"schema": schema}},
+                        },
+                        "304": {"description": "Unchanged (If-None-Match matched the ETag)."},
+                        "401": _err("Token required (badges_require_token)."),
+                        "404": {
+                            "description": "No such badge kind (a grey badge).",
+                            "content": {media: {"schema": schema}},
+                        },
+                    },
+                },
+            }
+    return out
+
+
+def _delivery_paths() -> dict[str, Any]:
+    """The forwarding outbox: list deliveries, retry one."""
+    auth: list[dict[str, list[str]]] = [{"bearer": []}, {"access_token": []}]
+    statuses = ["pending", "delivering", "delivered", "failed", "disabled"]
+    return {
+        "/deliveries": {
+            "get": {
+                "operationId": "listDeliveries",
+                "summary": "Forwarding deliveries (one per event and target), newest first",
+                "security": auth,
+                "parameters": [
+                    {"name": "status", "in": "query", "schema": {"enum": statuses}},
+                    {
+                        "name": "target",
+                        "in": "query",
+                        "schema": _STR,
+                        "description": "A configured target name.",
+                    },
+                    {"name": "limit", "in": "query", "schema": {"type": "integer"}},
+                    {"name": "cursor", "in": "query", "schema": _STR},
+                ],
+                "responses": {
+                    "200": {
+                        "description": "A page of deliveries.",
+                        "headers": _LINK,
+                        "content": {
+                            "application/json": {
+                                "schema": {"type": "array", "items": _ref("Delivery")}
+                            }
+                        },
+                    },
+                    **_ERRORS,
+                },
+            }
+        },
+        "/deliveries/{delivery_id}/retry": {
+            "parameters": [{"name": "delivery_id", "in": "path", "required": True, "schema": _STR}],
+            "post": {
+                "operationId": "retryDelivery",
+                "summary": "Make a delivery due now with a fresh give-up horizon "
+                "(re-enables a disabled target)",
+                "security": auth,
+                "responses": {
+                    "200": {
+                        "description": "The delivery, pending again.",
+                        "content": {"application/json": {"schema": _ref("Delivery")}},
+                    },
+                    "404": _err("Unknown delivery."),
+                    "409": _err("The delivery is being attempted right now."),
+                    **_ERRORS,
+                },
+            },
+        },
+    }
+
+
+def _delivery_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "id": {**_STR, "description": "Also the webhook-id header of webhook deliveries."},
+            "event": {
+                "type": "object",
+                "properties": {
+                    "kind": {"enum": ["deployment", "build", "release"]},
+                    "id": _STR,
+                    "component": _NULL_STR,
+                },
+            },
+            "target": _STR,
+            "status": {"enum": ["pending", "delivering", "delivered", "failed", "disabled"]},
+            "attempts": {"type": "integer"},
+            "next_attempt_at": _NULL_TS,
+            "last_status": {"type": ["integer", "null"]},
+            "last_error": _NULL_STR,
+            "created_at": _TS,
+            "updated_at": _TS,
+            "delivered_at": _NULL_TS,
+        },
+    }
+
+
 def openapi_document(version: str) -> dict[str, Any]:
     """The complete document; tests validate it with openapi-spec-validator."""
     auth: list[dict[str, list[str]]] = [{"bearer": []}, {"access_token": []}]
@@ -284,6 +471,8 @@ def openapi_document(version: str) -> dict[str, Any]:
             },
             **_event_paths("deployment"),
             **_event_paths("build"),
+            **_delivery_paths(),
+            **_badge_paths(),
             "/components": {
                 "get": {
                     "operationId": "listComponents",
@@ -436,6 +625,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                     },
                 },
                 "Release": release_schema,
+                "Delivery": _delivery_schema(),
             },
         },
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,8 +14,10 @@ import requests
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from exporter.config import Settings
+from exporter.forwarders.outbox import deliver_job
 from exporter.http import make_session
 from exporter.pollers.jobs import poll_source
+from storage import outbox
 from storage import worker as worker_state
 from storage.db import thread_db
 
@@ -36,6 +39,10 @@ def housekeeping_job(settings: Settings) -> None:
         removed = worker_state.expire_idempotency_keys(db, settings.idempotency_ttl_hours * 3600)
         if removed:
             log.info("expired %d idempotency keys", removed)
+        pruned = outbox.prune_delivered(db, time.time() - settings.forward_keep_days * 86400)
+        if pruned:
+            log.info("removed %d delivered outbox rows older than %d days", pruned,
+                     settings.forward_keep_days)  # fmt: skip
     except Exception:  # job boundary
         log.exception("housekeeping failed")
 
@@ -97,6 +104,24 @@ def build_scheduler(settings: Settings) -> BlockingScheduler:
         )
         log.info(
             "polling %s source %r every %ds", source.kind, source.name, source.interval_seconds
+        )
+    if settings.forward_targets:
+        # Runs while deliveries are due (bounded), then every second: a new event waits ~1 s.
+        scheduler.add_job(
+            deliver_job,
+            "interval",
+            seconds=1,
+            args=[settings],
+            id="outbox",
+            name="deliver the forwarding outbox",
+            replace_existing=True,
+            next_run_time=now,
+            max_instances=1,
+            coalesce=True,
+        )
+        log.info(
+            "forwarding to %s",
+            ", ".join(f"{t.kind} target {t.name!r}" for t in settings.forward_targets),
         )
     return scheduler
 

@@ -124,3 +124,27 @@ def last_build(db: sqlite_utils.Database, slug: str) -> dict[str, Any] | None:
 
 def exists(db: sqlite_utils.Database, slug: str) -> bool:
     return db.execute("SELECT 1 FROM components WHERE slug = ?", [slug]).fetchone() is not None
+
+
+def has_stage(db: sqlite_utils.Database, slug: str, stage: str) -> bool:
+    """Whether any deployment of the component, whatever its result, went to `stage`."""
+    row = db.execute(
+        "SELECT 1 FROM deployments WHERE component = ? AND stage = ? LIMIT 1", [slug, stage]
+    ).fetchone()
+    return row is not None
+
+
+def versions_deployed_since(
+    db: sqlite_utils.Database, slug: str, stage: str, since_ts: float
+) -> int:
+    """Distinct versions successfully deployed to component/stage since `since_ts`.
+
+    Deployments are recorded per host, so counting rows would make one rollout to ten hosts
+    look like ten deployments; a version counts once however many hosts it reached.
+    """
+    row = db.execute(
+        "SELECT count(DISTINCT version) FROM deployments WHERE component = ? AND stage = ? "
+        "AND finished_ts >= ? AND result_class = 'success'",
+        [slug, stage, since_ts],
+    ).fetchone()
+    return int(row[0])

@@ -11,6 +11,7 @@ from typing import Any
 
 import sqlite_utils
 
+from storage import outbox
 from storage.db import write_transaction
 
 KINDS = ("deployment", "build")
@@ -71,15 +72,19 @@ def _get_or_create(
     return int(cursor.lastrowid or 0), True
 
 
-def _release_id(db: sqlite_utils.Database, name: str) -> str:
+def _release_id(db: sqlite_utils.Database, name: str, forward: outbox.Router | None = None) -> str:
     row = db.execute("SELECT id FROM releases WHERE name = ?", [name]).fetchone()
     if row:
         return str(row[0])
     rid = str(uuid.uuid4())
+    now = time.time()
     db.execute(
         "INSERT INTO releases (id, name, meta_data, created_at) VALUES (?, ?, '{}', ?)",
-        [rid, name, time.time()],
+        [rid, name, now],
     )
+    if forward is not None:
+        targets = forward("release", None, {"name": name})
+        outbox.enqueue(db, "release", rid, None, targets, now)
     return rid
 
 
@@ -93,10 +98,13 @@ def record_event(
     body: dict[str, Any],
     limits: Limits,
     idempotency: Idempotency | None = None,
+    forward: outbox.Router | None = None,
 ) -> Outcome:
     """Insert one validated event and update every aggregate in a single committed transaction.
 
     `body` is the 201 answer; it is stored with the Idempotency-Key so a retry gets it back.
+    `forward` names the forwarding targets of the event: their outbox rows are written in the
+    same transaction, so an event is forwarded if and only if it was stored.
     """
     now = time.time()
     with write_transaction(db):
@@ -144,7 +152,7 @@ def record_event(
             row_values["stage"] = stage
             row_values["host"] = event.get("host")
             release = event.get("release")
-            row_values["release_id"] = _release_id(db, release) if release else None
+            row_values["release_id"] = _release_id(db, release, forward) if release else None
         else:
             row_values["url"] = event.get("url")
         columns = ", ".join(row_values)
@@ -154,6 +162,8 @@ def record_event(
             list(row_values.values()),
         )
         _update_aggregates(db, kind, component, stage, event, event_id, finished_ts, duration)
+        if forward is not None:
+            outbox.enqueue(db, kind, event_id, component, forward(kind, component, event), now)
         for dimension in outcome.overflow:
             db.execute(
                 "INSERT INTO overflow (dimension, count) VALUES (?, 1) "

@@ -184,3 +184,43 @@ def m002_release_health(db: sqlite_utils.Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m003_outbox(db: sqlite_utils.Database) -> None:
+    """The forwarding outbox: one delivery row per event and target, written with the event."""
+    db.executescript(
+        """
+        CREATE TABLE deliveries (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,         -- also the webhook-id: stable across retries
+            event_kind TEXT NOT NULL,        -- deployment | build | release
+            event_id TEXT NOT NULL,
+            component TEXT,                  -- NULL for releases
+            target TEXT NOT NULL,            -- configured target name
+            status TEXT NOT NULL,            -- pending | delivering | delivered | failed | disabled
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            lease_until REAL,                -- while delivering: due again after this (crash)
+            retry_since REAL NOT NULL,       -- start of the give-up horizon (reset by a retry)
+            last_status INTEGER,             -- HTTP status of the last attempt
+            last_error TEXT,                 -- never contains secrets
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            delivered_at REAL
+        );
+        CREATE INDEX deliveries_due ON deliveries(target, status, next_attempt_at);
+        CREATE INDEX deliveries_by_status ON deliveries(status, seq);
+        CREATE TABLE forward_stats (
+            target TEXT NOT NULL,
+            outcome TEXT NOT NULL,           -- delivered | retried | failed | disabled
+            count INTEGER NOT NULL,
+            PRIMARY KEY (target, outcome)
+        );
+        CREATE TABLE forward_targets (
+            target TEXT PRIMARY KEY,         -- a webhook that answered 410 is disabled here
+            disabled_at REAL,
+            reason TEXT
+        );
+        """
+    )

@@ -171,3 +171,13 @@ def targets(db: sqlite_utils.Database) -> list[dict[str, Any]]:
 
 def statuses(db: sqlite_utils.Database) -> list[dict[str, Any]]:
     return list(db.query("SELECT * FROM source_status ORDER BY source, project"))
+
+
+def rows_for_release(db: sqlite_utils.Database, release: str) -> list[dict[str, Any]]:
+    """Every polled row of a release name, across sources, projects and environments."""
+    return list(
+        db.query(
+            "SELECT * FROM release_health WHERE release = ? ORDER BY source, project, environment",
+            [release],
+        )
+    )

@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlite_utils
 
+from storage import outbox
 from storage.db import write_transaction
 
 
@@ -32,26 +33,32 @@ _SELECT = (
 
 
 def create_release(
-    db: sqlite_utils.Database, release: dict[str, Any]
+    db: sqlite_utils.Database, release: dict[str, Any], forward: outbox.Router | None = None
 ) -> tuple[dict[str, Any], bool]:
-    """Create a release by name; if it exists, return it unchanged. Returns (release, created)."""
+    """Create a release by name; if it exists, return it unchanged. Returns (release, created).
+
+    A new release gets its outbox rows (release.created) in the same transaction.
+    """
     with write_transaction(db):
         existing = db.execute(
             "SELECT id FROM releases WHERE name = ?", [release["name"]]
         ).fetchone()
         created = existing is None
         if created:
+            rid, now = str(uuid.uuid4()), time.time()
             db.execute(
                 "INSERT INTO releases (id, name, description, meta_data, created_at) "
                 "VALUES (?, ?, ?, ?, ?)",
                 [
-                    str(uuid.uuid4()),
+                    rid,
                     release["name"],
                     release.get("description"),
                     json.dumps(release.get("meta_data") or {}, ensure_ascii=False),
-                    time.time(),
+                    now,
                 ],
             )
+            if forward is not None:
+                outbox.enqueue(db, "release", rid, None, forward("release", None, release), now)
     found = get_release(db, release["name"])
     assert found is not None
     return found, created

@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
+from exporter.forwarders.outbox import router
 from exporter.validation import RESULT_CLASSES, ValidationError, normalize_slug, parse_timestamp
 from exporter.validation import validate_event as _validate
 from exporter.web.api import (
@@ -79,6 +80,7 @@ def _create(kind: str, raw_slug: str) -> tuple[Response, int] | Response:
         body=body,
         limits=events.Limits(s.max_components, s.max_stages),
         idempotency=idem,
+        forward=router(s.forward_targets),
     )
     if outcome.conflict:
         raise ApiError(

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
+from exporter.forwarders.outbox import router
 from exporter.validation import ValidationError, validate_release
 from exporter.web.api import (
     ApiError,
@@ -16,6 +17,7 @@ from exporter.web.api import (
     parse_limit,
     read_payload,
     require,
+    settings,
 )
 from exporter.web.events import slug_or_error
 from storage import components, events, releases
@@ -52,7 +54,8 @@ def create_release() -> Any:
         release = validate_release(read_payload())
     except ValidationError as exc:
         raise ApiError(422, "validation_failed", str(exc), exc.fields) from None
-    found, created = releases.create_release(get_db(), release)
+    forward = router(settings().forward_targets)
+    found, created = releases.create_release(get_db(), release, forward)
     resp = jsonify(found)
     resp.status_code = 201 if created else 200
     resp.headers["Location"] = f"/releases/{found['id']}"

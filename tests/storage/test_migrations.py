@@ -11,7 +11,7 @@ from storage.migrations import migrations
 def test_apply_twice_is_a_noop(tmp_path: Path) -> None:
     db = open_db(tmp_path / "a.db", migrate=True)
     applied = [m.name for m in migrations.applied(db)]
-    assert applied == ["m001_initial", "m002_release_health"]
+    assert applied == ["m001_initial", "m002_release_health", "m003_outbox"]
     migrations.apply(db)
     assert [m.name for m in migrations.applied(db)] == applied
     assert {"deployments", "builds", "tokens", "event_stats", "current_versions"} <= set(

@@ -1,0 +1,146 @@
+"""New Relic deployment markers: NerdGraph change tracking, or the REST v2 deployment marker.
+
+Reference: upstream-apis.md section 6. NerdGraph answers mutation failures as HTTP 200 with a
+top-level `errors` array, so a 200 is only a success without one; its timestamp must lie within
+24 h of receipt. REST v2 wants an ISO timestamp that is not in the future.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import requests
+
+from exporter.errors import ForwardError
+from exporter.forwarders.base import Event, Outbound, Target, epoch_ms, json_body, safe_url
+
+MUTATION = (
+    "mutation($d: ChangeTrackingDeploymentInput!) {\n"
+    "  changeTrackingCreateDeployment(deployment: $d) {\n"
+    "    deploymentId entityGuid version timestamp deploymentType groupId user commit "
+    "changelog deepLink description\n"
+    "  }\n"
+    "}"
+)
+HOSTS = {"us": "https://api.newrelic.com", "eu": "https://api.eu.newrelic.com"}
+DEPLOYMENT_TYPES = ("BASIC", "BLUE_GREEN", "CANARY", "ROLLING", "SHADOW", "OTHER")
+NERDGRAPH_WINDOW_MS = 23 * 3600 * 1000  # the API allows +-24 h; keep a margin for slow retries
+_TRANSIENT = {"TIMEOUT", "SERVER_ERROR", "INTERNAL_SERVER_ERROR", "SERVICE_UNAVAILABLE"}
+
+
+@dataclass(frozen=True)
+class NewRelicTarget(Target):
+    kind: ClassVar[str] = "newrelic"
+    default_events: ClassVar[tuple[str, ...]] = ("deployment",)
+
+    api: str = "nerdgraph"  # nerdgraph | rest
+    url: str = HOSTS["us"]  # the API host (region), or a full override
+    api_key: str = field(default="", repr=False)
+    user: str = "releasebits"
+    deployment_type: str | None = None
+    entity_guid: str | None = None  # defaults for components without their own
+    app_id: str | None = None
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self.api_key,)
+
+    def entity_of(self, component: str | None) -> str | None:
+        mapping = self.mapping(component)
+        if self.api == "rest":
+            return mapping.app_id or self.app_id
+        return mapping.entity_guid or self.entity_guid
+
+    def wants(self, kind: str, component: str | None, event: Mapping[str, Any]) -> bool:
+        return (
+            kind == "deployment"
+            and self.entity_of(component) is not None
+            and super().wants(kind, component, event)
+        )
+
+    def build_requests(self, event: Event, delivery_id: str) -> list[Outbound]:
+        data = event.data
+        version = str(data["version"])
+        stage = data.get("stage") or ""
+        description = f"{event.component} {version} deployed to {stage}"
+        if self.api == "rest":
+            return [self._rest(event, version, description)]
+        d: dict[str, Any] = {
+            "entityGuid": self.entity_of(event.component),
+            "version": version,
+            "user": self.user,
+            "description": description,
+        }
+        finished = epoch_ms(data["finished_at"])
+        if finished is not None and abs(time.time() * 1000 - finished) < NERDGRAPH_WINDOW_MS:
+            d["timestamp"] = finished  # else New Relic stamps it on receipt
+        if data.get("release"):
+            d["groupId"] = data["release"]
+        if data.get("commit_sha"):
+            d["commit"] = data["commit_sha"]
+        if self.deployment_type:
+            d["deploymentType"] = self.deployment_type
+        meta = data.get("meta_data") or {}
+        if isinstance(meta.get("url"), str):
+            d["deepLink"] = meta["url"]
+        body = {"query": MUTATION, "variables": {"d": d}}
+        headers = {"API-Key": self.api_key, "Content-Type": "application/json"}
+        return [Outbound("POST", f"{self.url}/graphql", headers, json_body(body), "nerdgraph")]
+
+    def _rest(self, event: Event, version: str, description: str) -> Outbound:
+        data = event.data
+        deployment: dict[str, Any] = {
+            "revision": (data.get("commit_sha") or version)[:127],
+            "description": description,
+            "user": self.user[:31],
+        }
+        finished = datetime.fromisoformat(str(data["finished_at"]).replace("Z", "+00:00"))
+        if finished.timestamp() <= time.time():  # "not in the future", else receipt time
+            deployment["timestamp"] = finished.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if data.get("release"):
+            deployment["changelog"] = f"release {data['release']}"
+        url = f"{self.url}/v2/applications/{self.entity_of(event.component)}/deployments.json"
+        headers = {"Api-Key": self.api_key, "Content-Type": "application/json"}
+        return Outbound("POST", url, headers, json_body({"deployment": deployment}), "marker")
+
+    def check(self, request: Outbound, response: requests.Response) -> None:
+        super().check(request, response)
+        if self.api != "nerdgraph":
+            return
+        try:
+            payload = response.json()
+        except ValueError:
+            raise ForwardError(
+                f"nerdgraph: HTTP {response.status_code} with a body that is not JSON: "
+                f"{self.snippet(response.text)}",
+                url=safe_url(request.url),
+                status=response.status_code,
+            ) from None
+        errors = payload.get("errors") if isinstance(payload, dict) else None
+        if errors:
+            classes = {
+                str((e.get("extensions") or {}).get("errorClass", ""))
+                for e in errors
+                if isinstance(e, dict)
+            }
+            messages = "; ".join(
+                str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in errors
+            )
+            # A rejected mutation (bad GUID, timestamp out of range) fails the same way again.
+            raise ForwardError(
+                f"nerdgraph: errors: {self.snippet(messages)}",
+                url=safe_url(request.url),
+                status=response.status_code,
+                retryable=bool(classes & _TRANSIENT),
+            )
+        result = (payload.get("data") or {}).get("changeTrackingCreateDeployment")
+        if not result:
+            raise ForwardError(
+                f"nerdgraph: no deployment in the answer: {self.snippet(json.dumps(payload))}",
+                url=safe_url(request.url),
+                status=response.status_code,
+            )

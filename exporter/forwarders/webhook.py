@@ -1,0 +1,92 @@
+"""Generic webhooks signed per Standard Webhooks v1 (the `standardwebhooks` reference library).
+
+Reference: upstream-apis.md section 8. `webhook-id` is the delivery id, the same on every retry,
+so receivers deduplicate by it; the signature covers `{id}.{timestamp}.{body}` of the exact
+bytes sent; a 410 disables the endpoint; 3xx redirects are not followed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import requests
+from standardwebhooks import Webhook
+
+from exporter.errors import ForwardError
+from exporter.forwarders.base import (
+    EndpointGone,
+    Event,
+    Outbound,
+    Target,
+    json_body,
+    safe_url,
+)
+
+SECRET_PREFIX = "whsec_"  # noqa: S105  (a format prefix, not a secret)
+
+
+def check_secret(secret: str) -> str | None:
+    """Why a webhook secret is unusable, or None: whsec_ + base64 of the key bytes."""
+    raw = secret.removeprefix(SECRET_PREFIX)
+    try:
+        key = base64.b64decode(raw + "==", validate=False)
+    except (binascii.Error, ValueError):
+        return "is not whsec_ followed by base64"
+    if len(key) < 16:
+        return "decodes to fewer than 16 key bytes (use whsec_ + base64 of 24-64 random bytes)"
+    return None
+
+
+def iso(ts: float) -> str:
+    dt = datetime.fromtimestamp(ts, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True)
+class WebhookTarget(Target):
+    kind: ClassVar[str] = "webhook"
+    default_events: ClassVar[tuple[str, ...]] = ("deployment", "build", "release")
+
+    url: str = ""
+    secret: str = field(default="", repr=False)
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self.secret,)
+
+    def payload(self, event: Event) -> bytes:
+        """The body: the same bytes on every attempt of a delivery."""
+        data: dict[str, Any] = dict(event.data)
+        if event.component is not None:
+            data = {"component": event.component, **data}
+        return json_body({"type": event.type, "timestamp": iso(event.created_at), "data": data})
+
+    def build_requests(self, event: Event, delivery_id: str) -> list[Outbound]:
+        body = self.payload(event)
+        ts = int(time.time())  # of this attempt, so receivers' 5-minute tolerance holds
+        signature = Webhook(self.secret).sign(
+            delivery_id, datetime.fromtimestamp(ts, UTC), body.decode("utf-8")
+        )
+        headers = {
+            "Content-Type": "application/json",
+            "webhook-id": delivery_id,
+            "webhook-timestamp": str(ts),
+            "webhook-signature": signature,
+        }
+        return [Outbound("POST", self.url, headers, body, "webhook")]
+
+    def http_error(
+        self, request: Outbound, response: requests.Response, *, retryable: bool | None = None
+    ) -> ForwardError:
+        if response.status_code == 410:
+            return EndpointGone(
+                f"webhook: HTTP 410 Gone: endpoint disabled: {self.snippet(response.text)}",
+                url=safe_url(request.url),
+                status=410,
+            )
+        # Standard Webhooks: any non-2xx is retried (throttling ones with Retry-After).
+        return super().http_error(request, response, retryable=True)

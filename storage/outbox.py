@@ -1,0 +1,336 @@
+"""The forwarding outbox: delivery rows written with each event, claimed with a lease, finished.
+
+Ingest only inserts rows (inside the event's own transaction); the one background worker claims
+due rows, delivers them and records the outcome here. Nothing here knows HTTP or the targets.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlite_utils
+
+from storage.db import write_transaction
+
+STATUSES = ("pending", "delivering", "delivered", "failed", "disabled")
+OUTCOMES = ("delivered", "retried", "failed", "disabled")
+EVENT_KINDS = ("deployment", "build", "release")
+ERROR_CHARS = 500
+
+# (kind, component or None, event fields) -> names of the targets that want this event.
+Router = Callable[[str, str | None, dict[str, Any]], Sequence[str]]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One claimed delivery: which event goes to which target, and how often it was tried."""
+
+    id: str
+    seq: int
+    event_kind: str
+    event_id: str
+    component: str | None
+    target: str
+    attempts: int
+    retry_since: float
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Result:
+    """What the worker decided for a delivery after an attempt."""
+
+    delivery_id: str
+    target: str
+    outcome: str  # delivered | retried | failed | disabled | released
+    status: int | None = None
+    error: str | None = None
+    next_attempt_at: float | None = None  # for "retried"
+
+
+def enqueue(
+    db: sqlite_utils.Database,
+    kind: str,
+    event_id: str,
+    component: str | None,
+    targets: Iterable[str],
+    now: float,
+) -> list[str]:
+    """Insert one pending delivery per target; the caller's transaction must be open."""
+    if not db.conn.in_transaction:
+        raise RuntimeError("outbox.enqueue must run inside the event's write transaction")
+    ids = []
+    for target in targets:
+        delivery_id = str(uuid.uuid4())
+        db.execute(
+            "INSERT INTO deliveries (id, event_kind, event_id, component, target, status, "
+            "attempts, next_attempt_at, retry_since, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)",
+            [delivery_id, kind, event_id, component, target, now, now, now, now],
+        )
+        ids.append(delivery_id)
+    return ids
+
+
+def release_orphans(db: sqlite_utils.Database) -> int:
+    """Make every in-flight delivery due again: at start, the one worker owns none of them."""
+    with write_transaction(db):
+        cursor = db.execute(
+            "UPDATE deliveries SET status = 'pending', lease_until = NULL, updated_at = ? "
+            "WHERE status = 'delivering'",
+            [time.time()],
+        )
+    return cursor.rowcount
+
+
+def claim(
+    db: sqlite_utils.Database,
+    targets: Sequence[str],
+    *,
+    now: float,
+    lease_seconds: float,
+    limit: int,
+) -> list[Delivery]:
+    """Take up to `limit` due deliveries per target, oldest event first, under a lease.
+
+    Due: pending and next_attempt_at has come, or delivering with an expired lease (the worker
+    that held it died). Disabled targets are skipped.
+    """
+    out: list[Delivery] = []
+    with write_transaction(db):
+        disabled = {
+            r[0]
+            for r in db.execute(
+                "SELECT target FROM forward_targets WHERE disabled_at IS NOT NULL"
+            ).fetchall()
+        }
+        for target in targets:
+            if target in disabled:
+                continue
+            rows = db.execute(
+                "SELECT seq, id, event_kind, event_id, component, attempts, retry_since, "
+                "created_at FROM deliveries WHERE target = ? AND ("
+                "(status = 'pending' AND next_attempt_at <= ?) "
+                "OR (status = 'delivering' AND lease_until < ?)) ORDER BY seq LIMIT ?",
+                [target, now, now, limit],
+            ).fetchall()
+            for seq, did, kind, event_id, component, attempts, since, created in rows:
+                out.append(
+                    Delivery(did, seq, kind, event_id, component, target, attempts, since, created)
+                )
+            if rows:
+                db.execute(
+                    "UPDATE deliveries SET status = 'delivering', lease_until = ?, updated_at = ? "
+                    f"WHERE seq IN ({', '.join('?' for _ in rows)})",
+                    [now + lease_seconds, now, *(r[0] for r in rows)],
+                )
+    return out
+
+
+def finish(db: sqlite_utils.Database, results: Sequence[Result], now: float) -> None:
+    """Record the outcome of each attempt and count it; one transaction for the whole batch."""
+    if not results:
+        return
+    with write_transaction(db):
+        for r in results:
+            error = r.error[:ERROR_CHARS] if r.error else None
+            if r.outcome == "released":  # not attempted (its target is backing off)
+                db.execute(
+                    "UPDATE deliveries SET status = 'pending', lease_until = NULL, updated_at = ? "
+                    "WHERE id = ? AND status = 'delivering'",
+                    [now, r.delivery_id],
+                )
+                continue
+            if r.outcome == "delivered":
+                db.execute(
+                    "UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, "
+                    "lease_until = NULL, last_status = ?, last_error = NULL, delivered_at = ?, "
+                    "updated_at = ? WHERE id = ?",
+                    [r.status, now, now, r.delivery_id],
+                )
+            elif r.outcome == "retried":
+                db.execute(
+                    "UPDATE deliveries SET status = 'pending', attempts = attempts + 1, "
+                    "lease_until = NULL, next_attempt_at = ?, last_status = ?, last_error = ?, "
+                    "updated_at = ? WHERE id = ?",
+                    [r.next_attempt_at or now, r.status, error, now, r.delivery_id],
+                )
+            elif r.outcome in ("failed", "disabled"):
+                db.execute(
+                    "UPDATE deliveries SET status = ?, attempts = attempts + 1, lease_until = NULL, "
+                    "last_status = ?, last_error = ?, updated_at = ? WHERE id = ?",
+                    [r.outcome, r.status, error, now, r.delivery_id],
+                )
+                if r.outcome == "disabled":
+                    _disable_target(db, r.target, error or "disabled", now)
+            else:
+                raise ValueError(f"unknown outcome {r.outcome!r}")
+            db.execute(
+                "INSERT INTO forward_stats (target, outcome, count) VALUES (?, ?, 1) "
+                "ON CONFLICT(target, outcome) DO UPDATE SET count = count + 1",
+                [r.target, r.outcome],
+            )
+
+
+def _disable_target(db: sqlite_utils.Database, target: str, reason: str, now: float) -> None:
+    """The endpoint is gone (410): stop sending, and park its other pending deliveries."""
+    db.execute(
+        "INSERT OR REPLACE INTO forward_targets (target, disabled_at, reason) VALUES (?, ?, ?)",
+        [target, now, reason],
+    )
+    cursor = db.execute(
+        "UPDATE deliveries SET status = 'disabled', lease_until = NULL, updated_at = ?, "
+        "last_error = coalesce(last_error, ?) WHERE target = ? AND status IN ('pending', 'delivering')",
+        [now, f"target disabled: {reason}", target],
+    )
+    if cursor.rowcount:
+        db.execute(
+            "INSERT INTO forward_stats (target, outcome, count) VALUES (?, 'disabled', ?) "
+            "ON CONFLICT(target, outcome) DO UPDATE SET count = count + excluded.count",
+            [target, cursor.rowcount],
+        )
+
+
+def prune_delivered(db: sqlite_utils.Database, before: float, *, batch: int = 5000) -> int:
+    """Delete delivered rows finished before `before`, in batches that keep the write lock short.
+
+    Failed and disabled rows stay: they are what an operator still has to look at.
+    """
+    removed = 0
+    while True:
+        with write_transaction(db):
+            cursor = db.execute(
+                "DELETE FROM deliveries WHERE seq IN (SELECT seq FROM deliveries "
+                "WHERE status = 'delivered' AND delivered_at < ? LIMIT ?)",
+                [before, batch],
+            )
+        removed += cursor.rowcount
+        if cursor.rowcount < batch:
+            return removed
+
+
+def disabled_targets(db: sqlite_utils.Database) -> dict[str, str]:
+    return {
+        r[0]: r[1] or ""
+        for r in db.execute(
+            "SELECT target, reason FROM forward_targets WHERE disabled_at IS NOT NULL"
+        ).fetchall()
+    }
+
+
+def retry(db: sqlite_utils.Database, delivery_id: str, now: float | None = None) -> str | None:
+    """Make a delivery due now with a fresh give-up horizon; re-enables its target.
+
+    Returns the previous status, "delivering" (refused: in flight) or None (unknown id).
+    """
+    now = time.time() if now is None else now
+    with write_transaction(db):
+        row = db.execute(
+            "SELECT status, target FROM deliveries WHERE id = ?", [delivery_id]
+        ).fetchone()
+        if row is None:
+            return None
+        status, target = row
+        if status == "delivering":
+            return status
+        db.execute(
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, retry_since = ?, "
+            "lease_until = NULL, updated_at = ? WHERE id = ?",
+            [now, now, now, delivery_id],
+        )
+        # An operator retrying a delivery of a disabled endpoint says the endpoint is back.
+        db.execute("DELETE FROM forward_targets WHERE target = ?", [target])
+    return str(status)
+
+
+_COLUMNS = (
+    "seq, id, event_kind, event_id, component, target, status, attempts, next_attempt_at, "
+    "last_status, last_error, created_at, updated_at, delivered_at"
+)
+
+
+def _shape(row: dict[str, Any]) -> dict[str, Any]:
+    from storage.components import _iso
+
+    return {
+        "id": row["id"],
+        "event": {
+            "kind": row["event_kind"],
+            "id": row["event_id"],
+            "component": row["component"],
+        },
+        "target": row["target"],
+        "status": row["status"],
+        "attempts": row["attempts"],
+        "next_attempt_at": _iso(row["next_attempt_at"]) if row["status"] == "pending" else None,
+        "last_status": row["last_status"],
+        "last_error": row["last_error"],
+        "created_at": _iso(row["created_at"]),
+        "updated_at": _iso(row["updated_at"]),
+        "delivered_at": _iso(row["delivered_at"]),
+    }
+
+
+def get_delivery(db: sqlite_utils.Database, delivery_id: str) -> dict[str, Any] | None:
+    rows = list(db.query(f"SELECT {_COLUMNS} FROM deliveries WHERE id = ?", [delivery_id]))
+    return _shape(rows[0]) if rows else None
+
+
+def list_deliveries(
+    db: sqlite_utils.Database,
+    *,
+    status: str | None = None,
+    target: str | None = None,
+    limit: int = 50,
+    after: int | None = None,
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Newest first; `after` is the seq of the last row seen. Returns (page, next cursor)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if status is not None:
+        where.append("status = ?")
+        params.append(status)
+    if target is not None:
+        where.append("target = ?")
+        params.append(target)
+    if after is not None:
+        where.append("seq < ?")
+        params.append(after)
+    sql = f"SELECT {_COLUMNS} FROM deliveries"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY seq DESC LIMIT ?"
+    params.append(limit + 1)
+    rows = list(db.query(sql, params))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return [_shape(r) for r in rows], (rows[-1]["seq"] if more and rows else None)
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """Per target: deliveries not yet finished, and when the oldest of them was created."""
+
+    pending: dict[str, int]
+    oldest_created_at: dict[str, float]
+    counts: dict[tuple[str, str], int]
+
+
+def backlog(db: sqlite_utils.Database) -> Backlog:
+    pending: dict[str, int] = {}
+    oldest: dict[str, float] = {}
+    for target, count, first in db.execute(
+        "SELECT target, count(*), min(created_at) FROM deliveries "
+        "WHERE status IN ('pending', 'delivering') GROUP BY target"
+    ).fetchall():
+        pending[target] = int(count)
+        oldest[target] = float(first)
+    counts = {
+        (r[0], r[1]): int(r[2])
+        for r in db.execute("SELECT target, outcome, count FROM forward_stats").fetchall()
+    }
+    return Backlog(pending, oldest, counts)
