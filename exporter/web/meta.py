@@ -34,6 +34,11 @@ events.</p>
 <li><a href="/openapi.json">/openapi.json</a>: the API description (OpenAPI 3.1)</li>
 <li><a href="/components">/components</a>: components (needs a read token)</li>
 <li><a href="/releases">/releases</a>: releases (needs a read token)</li>
+<li><a href="/deliveries">/deliveries</a>: events forwarded to Grafana, Sentry, Bugsnag, New Relic
+and webhooks, and their state (needs a read token)</li>
+<li><code>/badges/components/SLUG/KIND.svg</code> (or <code>.json</code> for shields.io), KIND one
+of <code>version</code>, <code>build</code>, <code>crash-free</code>, <code>deployments</code>,
+<code>last-deploy</code>: README badges{badges_note}</li>
 </ul>
 <p>Post a deployment:</p>
 <pre><code>curl -XPOST "{base}components/my-service/deployments?access_token=TOKEN&amp;version=v1.2.3&amp;stage=production"</code></pre>
@@ -44,9 +49,13 @@ events.</p>
 
 @bp.get("/")
 def landing() -> Response:
-    note = " (needs a read token)" if settings().metrics_require_token else ""
+    s = settings()
+    needs_read = " (needs a read token)"
     page = _LANDING.format(
-        version=html.escape(__version__), metrics_note=note, base=html.escape(request.host_url)
+        version=html.escape(__version__),
+        metrics_note=needs_read if s.metrics_require_token else "",
+        badges_note=needs_read if s.badges_require_token else "",
+        base=html.escape(request.host_url),
     )
     return Response(page, mimetype="text/html")
 

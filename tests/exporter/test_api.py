@@ -532,10 +532,14 @@ def test_openapi_is_valid_and_complete(app: Any, client: Any) -> None:
             assert (path, method) in documented, f"{method} {path} missing from /openapi.json"
 
 
-def test_landing_page_links_everything(client: Any) -> None:
+def test_landing_page_links_everything(app: Any, client: Any) -> None:
     page = client.get("/").data.decode()
-    for link in ("/metrics", "/healthz", "/openapi.json", "/components", "/releases"):
-        assert f'href="{link}"' in page
+    # Every GET endpoint without a path parameter is linked; the badges are described.
+    plain = {r.rule for r in app.url_map.iter_rules() if "GET" in r.methods and "<" not in r.rule}
+    assert plain >= {"/metrics", "/healthz", "/openapi.json", "/components", "/deliveries"}
+    for link in plain - {"/", "/static/<path:filename>"}:
+        assert f'href="{link}"' in page, link
+    assert "/badges/components/SLUG/KIND.svg" in page
 
 
 def test_healthz(client: Any) -> None:
