@@ -99,17 +99,7 @@ def serve_all(settings: Settings) -> int:
 
     SIGTERM/SIGINT: forward to both, wait for gunicorn to finish in-flight requests, exit 0.
     """
-    from storage import tokens
-    from storage.db import open_db
-
-    db = open_db(settings.db, synchronous=settings.sqlite_synchronous)
-    if tokens.count_live(db) == 0:
-        log.warning(
-            "no API tokens exist yet: create one with `releasebits token create NAME --db %s`",
-            settings.db,
-        )
-    db.close()
-
+    # The `web` child logs the "no API tokens yet" hint; saying it here too printed it twice.
     stopping = False
 
     def _stop(signum: int, _frame: Any) -> None:
