@@ -12,7 +12,7 @@ from typing import Any
 import sqlite_utils
 
 from storage import outbox
-from storage.db import write_transaction
+from storage.db import run_write
 
 KINDS = ("deployment", "build")
 TABLE = {"deployment": "deployments", "build": "builds"}
@@ -107,7 +107,10 @@ def record_event(
     same transaction, so an event is forwarded if and only if it was stored.
     """
     now = time.time()
-    with write_transaction(db):
+
+    # Runs inside the write transaction, possibly on another request's thread and connection
+    # (group commit): it must use only the `db` it is given.
+    def work(db: sqlite_utils.Database) -> Outcome:
         if idempotency is not None:
             row = db.execute(
                 "SELECT request_hash, status, body FROM idempotency_keys "
@@ -183,8 +186,10 @@ def record_event(
                     now,
                 ],
             )
-    outcome.component_created = component_new
-    return outcome
+        outcome.component_created = component_new
+        return outcome
+
+    return run_write(db, work)
 
 
 def _update_aggregates(

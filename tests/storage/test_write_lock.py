@@ -5,9 +5,10 @@ from __future__ import annotations
 import multiprocessing
 import threading
 from pathlib import Path
+from typing import Any
 
 from storage import tokens
-from storage.db import open_db, write_transaction
+from storage.db import StorageError, open_db, run_write, write_transaction
 
 
 def _writer(path: str, proc: int, rounds: int) -> None:
@@ -68,3 +69,57 @@ def test_a_failed_transaction_releases_the_lock(tmp_path: Path) -> None:
     with write_transaction(other):  # would block forever if the lock had leaked
         other.execute("INSERT INTO worker_state (name, value, updated_at) VALUES ('b', 'x', 0)")
     assert [r[0] for r in db.execute("SELECT name FROM worker_state ORDER BY name")] == ["b"]
+
+
+def test_group_commit_isolates_a_failing_writer_and_commits_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "rb.db"
+    open_db(path, migrate=True).close()
+    start = threading.Barrier(8)
+    returned: dict[int, list[object]] = {i: [] for i in range(8)}
+    raised: dict[int, int] = dict.fromkeys(range(8), 0)
+    failing = {0, 3, 6}
+
+    def writer(i: int) -> None:
+        db = open_db(path)
+        start.wait()
+        for k in range(20):
+
+            def work(conn_db: Any, k: int = k) -> tuple[int, int]:
+                conn_db.execute(
+                    "INSERT INTO worker_state (name, value, updated_at) VALUES (?, 'x', 0)",
+                    [f"w{i}-{k}"],
+                )
+                if i in failing:
+                    raise ValueError(f"writer {i} fails after writing")
+                return (i, k)
+
+            try:
+                returned[i].append(run_write(db, work))
+            except ValueError:
+                raised[i] += 1
+        db.close()
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Each caller got its own answer: its return value, or its own exception.
+    assert raised == {i: 20 if i in failing else 0 for i in range(8)}
+    assert returned == {i: [] if i in failing else [(i, k) for k in range(20)] for i in range(8)}
+    # Every write of a successful call is on disk; none of a failed call survived.
+    names = {r[0] for r in open_db(path).execute("SELECT name FROM worker_state")}
+    assert names == {f"w{i}-{k}" for i in range(8) if i not in failing for k in range(20)}
+
+
+def test_a_failed_commit_fails_every_caller_of_the_batch(tmp_path: Path) -> None:
+    db = open_db(tmp_path / "rb.db", migrate=True)
+    db.conn.execute("BEGIN")  # a transaction left open: the batch cannot start
+    try:
+        run_write(db, lambda d: d.execute("SELECT 1"))
+    except StorageError as exc:
+        assert "open transaction" in str(exc)
+    else:
+        raise AssertionError("run_write started inside an open transaction")
+    db.conn.execute("ROLLBACK")
+    assert run_write(db, lambda d: d.execute("SELECT 41 + 1").fetchone()[0]) == 42
