@@ -472,6 +472,11 @@ def _parse_sources(tables: Mapping[str, Any], environ: Mapping[str, str]) -> tup
             raise ConfigError(
                 f"{t.name('window')}: expected a period such as 24h or 14d, got {window!r}"
             )
+        # Sentry refuses more than 1000 buckets (MAX_POINTS); includeSeries=0 makes the bucket
+        # size otherwise irrelevant, so long windows use daily buckets.
+        window_seconds = parse_duration(t.name("window"), window)
+        if window_seconds > 999 * 86400:
+            raise ConfigError(f"{t.name('window')}: at most 999d, got {window!r}")
         sentry = SentrySource(
             name=name,
             organization=t.text("organization"),
@@ -480,6 +485,7 @@ def _parse_sources(tables: Mapping[str, Any], environ: Mapping[str, str]) -> tup
             projects=tuple(int(p) for p in projects),
             environments=t.texts("environments"),
             window=window,
+            interval="1h" if window_seconds <= 999 * 3600 else "1d",
         )
         out.append(PollSource("sentry", name, t.duration("poll_interval", "5m"), sentry))
     for i, data in enumerate(_array(tables, "bugsnag")):

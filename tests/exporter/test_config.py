@@ -112,6 +112,15 @@ def test_sources_and_component_mappings(tmp_path: Path) -> None:
     assert "sntrys_x" not in repr(s)  # tokens stay out of reprs and therefore logs
 
 
+@pytest.mark.parametrize(("window", "interval"), [("14d", "1h"), ("41d", "1h"), ("90d", "1d")])
+def test_long_sentry_windows_use_daily_buckets(tmp_path: Path, window: str, interval: str) -> None:
+    # Sentry answers 400 beyond 1000 buckets: 90 days of hourly buckets would fail every poll.
+    cfg = tmp_path / "rb.toml"
+    cfg.write_text(SOURCES.replace('window = "14d"', f'window = "{window}"'))
+    sentry = Settings.load(cfg, ENV).sources[0].config
+    assert (sentry.window, sentry.interval) == (window, interval)  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize(
     ("edit", "needle"),
     [
@@ -121,6 +130,7 @@ def test_sources_and_component_mappings(tmp_path: Path) -> None:
             "sentry[0].window: expected a period",
         ),
         (lambda t: t.replace("projects = [42]", 'projects = ["checkout"]'), "sentry[0].projects"),
+        (lambda t: t.replace('window = "14d"', 'window = "1000d"'), "sentry[0].window: at most"),
         (
             lambda t: t.replace('poll_interval = "1h"', 'poll_interval = "soon"'),
             "bugsnag[0].poll_interval: expected a duration",
