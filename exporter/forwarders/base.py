@@ -136,8 +136,9 @@ class Target:
     """Base of every target: name, filters, timeout, and the default answer handling."""
 
     kind: ClassVar[str] = ""
-    # Events a target forwards unless `events` says otherwise.
+    # Events a target forwards unless `events` says otherwise, and those it can forward at all.
     default_events: ClassVar[tuple[str, ...]] = ("deployment", "build")
+    supported_events: ClassVar[tuple[str, ...]] = ("deployment", "build")
 
     name: str
     filters: Filters

@@ -31,12 +31,18 @@ def provider_of(repository: str) -> str | None:
     return _HOST_PROVIDERS.get(urlsplit(repository).netloc.lower())
 
 
+BUILD_URL = "https://build.bugsnag.com/"
+HUB_BUILD_URL = "https://build.bugsnag.smartbear.com/"  # Insight Hub (SmartBear-hosted) accounts
+HUB_KEY_PREFIX = "00000"
+
+
 @dataclass(frozen=True)
 class BugsnagTarget(Target):
     kind: ClassVar[str] = "bugsnag"
     default_events: ClassVar[tuple[str, ...]] = ("deployment",)
+    supported_events: ClassVar[tuple[str, ...]] = ("deployment",)
 
-    url: str = "https://build.bugsnag.com/"
+    url: str | None = None  # None: BUILD_URL, or HUB_BUILD_URL for Insight Hub API keys
     api_key: str = field(default="", repr=False)  # default for components without their own
     builder_name: str = "releasebits"
     provider: str | None = None  # when the repository host does not tell
@@ -78,7 +84,10 @@ class BugsnagTarget(Target):
                 metadata[key] = str(data[key])
         body["metadata"] = metadata
         headers = {"Content-Type": "application/json"}
-        return [Outbound("POST", self.url, headers, json_body(body), "build")]
+        url = self.url or (
+            HUB_BUILD_URL if body["apiKey"].startswith(HUB_KEY_PREFIX) else BUILD_URL
+        )
+        return [Outbound("POST", url, headers, json_body(body), "build")]
 
     def http_error(
         self, request: Outbound, response: requests.Response, *, retryable: bool | None = None

@@ -85,6 +85,11 @@ def _filters(t: Table, kind: type[Target]) -> Filters:
                 f"{t.name('events')}: unknown event type {event!r} "
                 f"(expected {', '.join(EVENT_TYPES)})"
             )
+        if event.removesuffix(".created") not in kind.supported_events:
+            raise ConfigError(
+                f"{t.name('events')}: a {kind.kind} target cannot forward {event!r} events "
+                f"(it forwards {', '.join(kind.supported_events)})"
+            )
     return Filters(
         components=tuple(c.lower() for c in t.texts("components")),
         stages=tuple(s.lower() for s in t.texts("stages")),
@@ -218,7 +223,8 @@ def _build(kind: str, t: Table, common: dict[str, Any], environ: Mapping[str, st
     if kind == "sentry":
         return SentryTarget(
             **common,
-            base_url=t.url("base_url", "https://sentry.io"),
+            # The self-hosted form ".../api/0/" is accepted as the pollers accept it.
+            base_url=t.url("base_url", "https://sentry.io").removesuffix("/api/0"),
             organization=t.text("organization"),
             token=t.secret("token_env", environ),
             project=t.text("project") if "project" in t.data else None,
@@ -230,10 +236,10 @@ def _build(kind: str, t: Table, common: dict[str, Any], environ: Mapping[str, st
             raise ConfigError(
                 f"{t.name('provider')}: expected one of {', '.join(PROVIDERS)}, got {provider!r}"
             )
-        url = t.url("url", "https://build.bugsnag.com") + "/"
         return BugsnagTarget(
             **common,
-            url=url,
+            # Unset: chosen per API key (Insight Hub keys start with 00000).
+            url=t.url("url", "https://build.bugsnag.com") + "/" if "url" in t.data else None,
             api_key=t.secret("api_key_env", environ, required=False),
             builder_name=t.text("builder_name", "releasebits"),
             provider=provider,

@@ -33,10 +33,19 @@ NERDGRAPH_WINDOW_MS = 23 * 3600 * 1000  # the API allows +-24 h; keep a margin f
 _TRANSIENT = {"TIMEOUT", "SERVER_ERROR", "INTERNAL_SERVER_ERROR", "SERVICE_UNAVAILABLE"}
 
 
+REST_FRESH_SECONDS = 300
+
+
+def _bmp(text: str) -> str:
+    """REST v2 rejects 4-byte UTF-8 characters (emoji and other astral-plane ones)."""
+    return "".join(c if ord(c) <= 0xFFFF else "\ufffd" for c in text)
+
+
 @dataclass(frozen=True)
 class NewRelicTarget(Target):
     kind: ClassVar[str] = "newrelic"
     default_events: ClassVar[tuple[str, ...]] = ("deployment",)
+    supported_events: ClassVar[tuple[str, ...]] = ("deployment",)
 
     api: str = "nerdgraph"  # nerdgraph | rest
     url: str = HOSTS["us"]  # the API host (region), or a full override
@@ -94,15 +103,18 @@ class NewRelicTarget(Target):
     def _rest(self, event: Event, version: str, description: str) -> Outbound:
         data = event.data
         deployment: dict[str, Any] = {
-            "revision": (data.get("commit_sha") or version)[:127],
-            "description": description,
-            "user": self.user[:31],
+            "revision": _bmp(data.get("commit_sha") or version)[:127],
+            "description": _bmp(description),
+            "user": _bmp(self.user)[:31],
         }
         finished = datetime.fromisoformat(str(data["finished_at"]).replace("Z", "+00:00"))
-        if finished.timestamp() <= time.time():  # "not in the future", else receipt time
+        # The timestamp must not be in the future and must be later than the app's latest
+        # marker, which a late retry or a backfilled event would break (a 422, permanent): only
+        # a fresh event carries its own time; anything else is stamped on receipt.
+        if 0 <= time.time() - finished.timestamp() <= REST_FRESH_SECONDS:
             deployment["timestamp"] = finished.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         if data.get("release"):
-            deployment["changelog"] = f"release {data['release']}"
+            deployment["changelog"] = _bmp(f"release {data['release']}")
         url = f"{self.url}/v2/applications/{self.entity_of(event.component)}/deployments.json"
         headers = {"Api-Key": self.api_key, "Content-Type": "application/json"}
         return Outbound("POST", url, headers, json_body({"deployment": deployment}), "marker")

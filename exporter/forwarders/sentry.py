@@ -27,6 +27,7 @@ NAME_MAX = 64  # Sentry's limit on deploy names and environments
 class SentryTarget(Target):
     kind: ClassVar[str] = "sentry"
     default_events: ClassVar[tuple[str, ...]] = ("deployment",)
+    supported_events: ClassVar[tuple[str, ...]] = ("deployment",)
 
     base_url: str = "https://sentry.io"
     organization: str = ""
@@ -88,6 +89,8 @@ class SentryTarget(Target):
     def http_error(
         self, request: Outbound, response: requests.Response, *, retryable: bool | None = None
     ) -> ForwardError:
+        if retryable is None and response.status_code == 409:
+            retryable = False  # a conflicting release will still conflict in a day
         err = super().http_error(request, response, retryable=retryable)
         if err.retry_after is None and response.status_code == 429:
             reset = response.headers.get("X-Sentry-Rate-Limit-Reset", "")

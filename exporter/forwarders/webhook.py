@@ -31,14 +31,18 @@ SECRET_PREFIX = "whsec_"  # noqa: S105  (a format prefix, not a secret)
 
 
 def check_secret(secret: str) -> str | None:
-    """Why a webhook secret is unusable, or None: whsec_ + base64 of the key bytes."""
+    """Why a webhook secret is unusable, or None: whsec_ + base64 of 24-64 key bytes.
+
+    Strict on purpose: a password pasted in its place would otherwise be decoded leniently into
+    some other key, and every receiver would reject the signatures.
+    """
     raw = secret.removeprefix(SECRET_PREFIX)
     try:
-        key = base64.b64decode(raw + "==", validate=False)
+        key = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
     except (binascii.Error, ValueError):
-        return "is not whsec_ followed by base64"
-    if len(key) < 16:
-        return "decodes to fewer than 16 key bytes (use whsec_ + base64 of 24-64 random bytes)"
+        return "is not whsec_ followed by base64 (Standard Webhooks secret format)"
+    if not 24 <= len(key) <= 64:
+        return f"decodes to {len(key)} key bytes; use whsec_ + base64 of 24-64 random bytes"
     return None
 
 
@@ -51,6 +55,7 @@ def iso(ts: float) -> str:
 class WebhookTarget(Target):
     kind: ClassVar[str] = "webhook"
     default_events: ClassVar[tuple[str, ...]] = ("deployment", "build", "release")
+    supported_events: ClassVar[tuple[str, ...]] = ("deployment", "build", "release")
 
     url: str = ""
     secret: str = field(default="", repr=False)

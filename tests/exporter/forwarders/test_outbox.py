@@ -22,7 +22,11 @@ from tests.exporter.forwarders.conftest import Forwarding
 
 Make = Callable[..., Forwarding]
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-ENV = {"WEBHOOK_SECRET": SECRET, "GRAFANA_TOKEN": "glsa_token_0123456789"}
+ENV = {
+    "WEBHOOK_SECRET": SECRET,
+    "GRAFANA_TOKEN": "glsa_token_0123456789",
+    "PASSWORD": "my-super-secret-password-123",  # not a Standard Webhooks secret
+}
 
 
 def hooks(httpserver: HTTPServer, name: str = "hooks", extra: str = "") -> str:
@@ -309,6 +313,15 @@ def load(tmp_path: Path, toml: str, environ: dict[str, str] | None = None) -> Se
             "forward.webhook[0].name: target 'webhook' is defined twice",
         ),
         ("[[forward.slack]]\nurl = 'http://x'\n", "forward.slack: unknown setting"),
+        (
+            '[[forward.grafana]]\nurl = "http://g"\ntoken_env = "GRAFANA_TOKEN"\n'
+            'events = ["deployment", "release"]\n',
+            "forward.grafana[0].events: a grafana target cannot forward 'release' events",
+        ),
+        (
+            '[[forward.webhook]]\nurl = "http://x/h"\nsecret_env = "PASSWORD"\n',
+            "forward.webhook[0].secret_env: the value of PASSWORD",
+        ),
         (
             '[[forward.grafana]]\nurl = "http://g"\ntoken_env = "GRAFANA_TOKEN"\ntoken = "x"\n',
             "forward.grafana[0].token: unknown setting",

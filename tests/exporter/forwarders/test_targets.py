@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +15,8 @@ from pytest_httpserver import HTTPServer
 from standardwebhooks import Webhook
 from werkzeug import Request, Response
 
+from exporter.config import Settings
+from exporter.forwarders.base import Event
 from tests.exporter.forwarders.conftest import Forwarding
 
 GRAFANA_TOKEN = "glsa_fakeGrafanaServiceAccountToken_0123"
@@ -193,15 +197,38 @@ def test_sentry_skips_components_without_a_project_and_failed_deploys(
     assert f.deliveries() == []
 
 
-def test_sentry_400_is_permanent(httpserver: HTTPServer, forwarding: Make) -> None:
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [(400, {"projects": ["Invalid project slugs"]}), (409, {"detail": "Release conflict"})],
+)
+def test_sentry_400_and_409_are_permanent(
+    httpserver: HTTPServer, forwarding: Make, status: int, body: dict[str, Any]
+) -> None:
     f = sentry(httpserver, forwarding)
     httpserver.expect_ordered_request(RELEASES, method="POST").respond_with_json(
-        {"projects": ["Invalid project slugs"]}, status=400
+        body, status=status
     )
     f.deploy(**DEPLOY)
     row = expect_one(f, httpserver, "failed")
-    assert "create release: HTTP 400" in row["last_error"]
-    assert "Invalid project slugs" in row["last_error"]
+    assert f"create release: HTTP {status}" in row["last_error"]
+    assert str(next(iter(body.values()))).strip("[]'") in row["last_error"]
+
+
+def test_sentry_self_hosted_api_base_is_not_doubled(
+    httpserver: HTTPServer, forwarding: Make
+) -> None:
+    # The reference writes self-hosted hosts as https://<host>/api/0/; the pollers accept that.
+    f = forwarding(
+        f'[[forward.sentry]]\nbase_url = "{httpserver.url_for("/api/0/")}"\n'
+        'organization = "acme"\ntoken_env = "SENTRY_RELEASE_TOKEN"\nproject = "backend"\n',
+        {"SENTRY_RELEASE_TOKEN": SENTRY_TOKEN},
+    )
+    httpserver.expect_ordered_request(RELEASES, method="POST").respond_with_json({}, status=201)
+    httpserver.expect_ordered_request(
+        "/api/0/organizations/acme/releases/1.2.0/deploys/", method="POST"
+    ).respond_with_json({"id": "1"}, status=201)
+    f.deploy(**DEPLOY)
+    expect_one(f, httpserver, "delivered")
 
 
 def test_sentry_deploy_404_is_retried(httpserver: HTTPServer, forwarding: Make) -> None:
@@ -391,6 +418,7 @@ def test_newrelic_429_is_retried(httpserver: HTTPServer, forwarding: Make) -> No
 
 def test_newrelic_rest_marker_exact_request(httpserver: HTTPServer, forwarding: Make) -> None:
     f = newrelic(httpserver, forwarding, api="rest")
+    finished = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
     httpserver.expect_oneshot_request(
         "/v2/applications/9999999/deployments.json",
         method="POST",
@@ -400,11 +428,32 @@ def test_newrelic_rest_marker_exact_request(httpserver: HTTPServer, forwarding: 
                 "revision": SHA,
                 "description": "checkout 1.2.0 deployed to production",
                 "user": "releasebits",
-                "timestamp": "2024-05-01T12:04:10Z",
+                "timestamp": finished.strftime("%Y-%m-%dT%H:%M:%SZ"),
             }
         },
     ).respond_with_json({"deployment": {"id": 1234567, "revision": SHA}}, status=201)
-    f.deploy(**DEPLOY)
+    f.deploy(**{**DEPLOY, "started_at": None, "finished_at": finished.isoformat()})
+    expect_one(f, httpserver, "delivered")
+
+
+def test_newrelic_rest_marker_of_an_old_event_is_stamped_on_receipt(
+    httpserver: HTTPServer, forwarding: Make
+) -> None:
+    # REST v2 refuses a timestamp older than the app's latest marker (422, permanent), which a
+    # backfilled event or a late retry would send; it also refuses 4-byte UTF-8 characters.
+    f = newrelic(httpserver, forwarding, api="rest")
+    httpserver.expect_oneshot_request(
+        "/v2/applications/9999999/deployments.json",
+        method="POST",
+        json={
+            "deployment": {
+                "revision": "1.2.0-\ufffd",
+                "description": "checkout 1.2.0-\ufffd deployed to production",
+                "user": "releasebits",
+            }
+        },
+    ).respond_with_json({"deployment": {"id": 1234568}}, status=201)
+    f.deploy(**{**DEPLOY, "commit_sha": None, "version": "1.2.0-\U0001f680"})
     expect_one(f, httpserver, "delivered")
 
 
@@ -528,3 +577,24 @@ def test_webhook_redirect_is_not_followed(httpserver: HTTPServer, forwarding: Ma
     row = expect_one(f, httpserver, "pending")
     assert row["last_status"] == 301
     assert all(req.path == "/hooks" for req, _ in httpserver.log)
+
+
+def test_bugsnag_build_host_follows_the_api_key(tmp_path: Path) -> None:
+    # Insight Hub accounts (API keys starting 00000) have their own Build API host.
+    cfg = tmp_path / "rb.toml"
+    cfg.write_text(
+        '[[forward.bugsnag]]\n\n[components.checkout.forward.bugsnag]\napi_key_env = "A"\n'
+        '[components.hub.forward.bugsnag]\napi_key_env = "B"\n'
+    )
+    (target,) = Settings.load(
+        cfg, {"A": BUGSNAG_KEY, "B": "00000" + BUGSNAG_KEY[5:]}
+    ).forward_targets
+    data = {"version": "1.0", "stage": "production", "finished_at": "2024-05-01T12:00:00Z"}
+    urls = {
+        c: target.build_requests(Event("deployment", "e1", c, data, 0.0), "d1")[0].url
+        for c in ("checkout", "hub")
+    }
+    assert urls == {
+        "checkout": "https://build.bugsnag.com/",
+        "hub": "https://build.bugsnag.smartbear.com/",
+    }
