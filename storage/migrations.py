@@ -209,7 +209,9 @@ def m003_outbox(db: sqlite_utils.Database) -> None:
             updated_at REAL NOT NULL,
             delivered_at REAL
         );
-        CREATE INDEX deliveries_due ON deliveries(target, status, next_attempt_at);
+        -- claim() walks a target's pending rows in event order and stops after a batch;
+        -- delivered history of the target is never scanned.
+        CREATE INDEX deliveries_claim ON deliveries(target, status, seq);
         CREATE INDEX deliveries_by_status ON deliveries(status, seq);
         CREATE TABLE forward_stats (
             target TEXT NOT NULL,

@@ -63,17 +63,17 @@ def enqueue(
     """Insert one pending delivery per target; the caller's transaction must be open."""
     if not db.conn.in_transaction:
         raise RuntimeError("outbox.enqueue must run inside the event's write transaction")
-    ids = []
-    for target in targets:
-        delivery_id = str(uuid.uuid4())
-        db.execute(
-            "INSERT INTO deliveries (id, event_kind, event_id, component, target, status, "
-            "attempts, next_attempt_at, retry_since, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)",
-            [delivery_id, kind, event_id, component, target, now, now, now, now],
-        )
-        ids.append(delivery_id)
-    return ids
+    rows = [
+        (str(uuid.uuid4()), kind, event_id, component, target, now, now, now, now)
+        for target in targets
+    ]
+    db.conn.executemany(
+        "INSERT INTO deliveries (id, event_kind, event_id, component, target, status, "
+        "attempts, next_attempt_at, retry_since, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)",
+        rows,
+    )
+    return [row[0] for row in rows]
 
 
 def release_orphans(db: sqlite_utils.Database) -> int:
@@ -111,13 +111,20 @@ def claim(
         for target in targets:
             if target in disabled:
                 continue
-            rows = db.execute(
-                "SELECT seq, id, event_kind, event_id, component, attempts, retry_since, "
-                "created_at FROM deliveries WHERE target = ? AND ("
-                "(status = 'pending' AND next_attempt_at <= ?) "
-                "OR (status = 'delivering' AND lease_until < ?)) ORDER BY seq LIMIT ?",
-                [target, now, now, limit],
+            # Two index walks (target, status, seq) rather than one OR, which SQLite answers by
+            # scanning every row of the target, delivered history included, under the lock.
+            columns = "seq, id, event_kind, event_id, component, attempts, retry_since, created_at"
+            due = db.execute(
+                f"SELECT {columns} FROM deliveries WHERE target = ? AND status = 'pending' "
+                "AND next_attempt_at <= ? ORDER BY seq LIMIT ?",
+                [target, now, limit],
             ).fetchall()
+            expired = db.execute(
+                f"SELECT {columns} FROM deliveries WHERE target = ? AND status = 'delivering' "
+                "AND lease_until < ? ORDER BY seq LIMIT ?",
+                [target, now, limit],
+            ).fetchall()
+            rows = sorted(due + expired)[:limit]
             for seq, did, kind, event_id, component, attempts, since, created in rows:
                 out.append(
                     Delivery(did, seq, kind, event_id, component, target, attempts, since, created)
