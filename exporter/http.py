@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Callable
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
@@ -56,3 +61,25 @@ def make_session(
     session.mount("https://", adapter)
     session.headers["User-Agent"] = USER_AGENT
     return session
+
+
+def retry_after_seconds(
+    response: requests.Response, now: Callable[[], float] = time.time
+) -> float | None:
+    """Seconds a `Retry-After` header (delta-seconds or HTTP-date) asks for; None if absent.
+
+    May be negative (a date in the past); callers apply their own floor."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp() - now()
+    return seconds if math.isfinite(seconds) else None

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import requests
 
 from exporter.errors import ForwardError
+from exporter.http import retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -105,24 +103,6 @@ def epoch_ms(iso: str | None) -> int | None:
 
 def short_sha(sha: str | None) -> str:
     return (sha or "")[:7]
-
-
-def retry_after_seconds(response: requests.Response, now: float | None = None) -> float | None:
-    """Seconds a `Retry-After` header (delta-seconds or HTTP-date) asks for; None if absent."""
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    return max(seconds, 0.0) if math.isfinite(seconds) else None
 
 
 def safe_url(url: str) -> str:

@@ -12,13 +12,13 @@ from urllib.parse import quote, urljoin
 import requests
 
 from exporter.errors import PollError
+from exporter.http import retry_after_seconds
 from exporter.pollers.common import (
     Clock,
     JsonClient,
     Params,
     Sleep,
     epoch_seconds,
-    retry_after_seconds,
     same_origin,
 )
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -142,24 +140,6 @@ class JsonClient:
 
     def _error(self, message: str, response: requests.Response) -> PollError:
         return PollError(self._scrub(message), url=response.url, status=response.status_code)
-
-
-def retry_after_seconds(response: requests.Response, now: Clock = time.time) -> float | None:
-    """Seconds a `Retry-After` header (delta-seconds or HTTP-date) asks for; None if absent."""
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = when.timestamp() - now()
-    return seconds if math.isfinite(seconds) else None
 
 
 def same_origin(url: str, base_url: str) -> bool:

@@ -11,6 +11,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug.datastructures import MultiDict
 
 from exporter.errors import PollError
+from exporter.http import retry_after_seconds
 from exporter.pollers.bugsnag import (
     BugsnagProjectTargets,
     BugsnagSource,
@@ -18,7 +19,6 @@ from exporter.pollers.bugsnag import (
     parse_release_groups,
     poll,
 )
-from exporter.pollers.common import retry_after_seconds
 
 TOKEN = "bugsnag-personal-s3cr3t-token"
 PROJECT = "515fb9337c1074f6fd000003"
