@@ -24,6 +24,7 @@ from storage.db import thread_db
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
+C = TypeVar("C")
 
 
 @dataclass
@@ -247,10 +248,50 @@ def link_next(cursor: str) -> str:
     return f'<{request.base_url}?{urlencode(params)}>; rel="next"'
 
 
-def paged(items: list[Any], cursor: str | None) -> Response:
+def cursor_arg(convert: Callable[[Any], C]) -> C | None:
+    """The `?cursor=` of a list request as the storage cursor, or None on the first page.
+
+    `convert` turns the decoded JSON into the storage layer's cursor and raises TypeError or
+    ValueError on anything this API did not issue, which answers 400 invalid_cursor.
+    """
+    text = request.args.get("cursor")
+    if not text:
+        return None
+    try:
+        return convert(decode_cursor(text))
+    except (TypeError, ValueError):
+        raise ApiError(
+            400, "invalid_cursor", "the cursor parameter is not one this API issued"
+        ) from None
+
+
+def exactly(kind: type[C]) -> Callable[[Any], C]:
+    """A cursor converter accepting a JSON value of exactly this type (no bool for int)."""
+
+    def convert(raw: Any) -> C:
+        if type(raw) is not kind:
+            raise TypeError(raw)
+        return raw
+
+    return convert
+
+
+def pair(first: Callable[[Any], Any], second: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A cursor converter for a two-item JSON list, e.g. (finished_ts, seq)."""
+
+    def convert(raw: Any) -> tuple[Any, Any]:
+        if not (isinstance(raw, list) and len(raw) == 2):
+            raise ValueError(raw)
+        return (first(raw[0]), second(raw[1]))
+
+    return convert
+
+
+def paged(items: list[Any], next_cursor: Any | None) -> Response:
+    """A page of a list; `next_cursor` (the storage cursor of its last row) becomes a Link."""
     resp = jsonify(items)
-    if cursor is not None:
-        resp.headers["Link"] = link_next(cursor)
+    if next_cursor is not None:
+        resp.headers["Link"] = link_next(encode_cursor(next_cursor))
     return resp
 
 

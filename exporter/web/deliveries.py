@@ -8,8 +8,8 @@ from flask import Blueprint, jsonify, request
 
 from exporter.web.api import (
     ApiError,
-    decode_cursor,
-    encode_cursor,
+    cursor_arg,
+    exactly,
     get_db,
     paged,
     parse_limit,
@@ -31,19 +31,14 @@ def list_deliveries() -> Any:
             f"status must be one of {', '.join(outbox.STATUSES)}",
             {"status": status[:40]},
         )
-    after = None
-    if request.args.get("cursor"):
-        after = decode_cursor(request.args["cursor"])
-        if not isinstance(after, int) or isinstance(after, bool):
-            raise ApiError(400, "invalid_cursor", "the cursor parameter is not one this API issued")
     rows, cursor = outbox.list_deliveries(
         get_db(),
         status=status,
         target=request.args.get("target") or None,
         limit=parse_limit(),
-        after=after,
+        after=cursor_arg(exactly(int)),
     )
-    return paged(rows, encode_cursor(cursor) if cursor is not None else None)
+    return paged(rows, cursor)
 
 
 @bp.post("/deliveries/<delivery_id>/retry")

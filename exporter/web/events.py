@@ -15,10 +15,10 @@ from exporter.validation import RESULT_CLASSES, ValidationError, normalize_slug,
 from exporter.validation import validate_event as _validate
 from exporter.web.api import (
     ApiError,
-    decode_cursor,
-    encode_cursor,
+    cursor_arg,
     get_db,
     paged,
+    pair,
     parse_limit,
     read_payload,
     require,
@@ -136,16 +136,11 @@ def _list(kind: str, raw_slug: str) -> Response:
     if not components.exists(db, slug):
         raise ApiError(404, "not_found", f"no component named {slug!r}")
     limit = parse_limit()
-    after = None
-    if request.args.get("cursor"):
-        raw = decode_cursor(request.args["cursor"])
-        if not (isinstance(raw, list) and len(raw) == 2):
-            raise ApiError(400, "invalid_cursor", "the cursor parameter is not one this API issued")
-        after = (float(raw[0]), int(raw[1]))
+    after = cursor_arg(pair(float, int))
     rows, cursor = events.list_events(
         db, kind, component=slug, filters=_filters(kind), limit=limit, after=after
     )
-    return paged(rows, encode_cursor(list(cursor)) if cursor else None)
+    return paged(rows, cursor)
 
 
 def _get(kind: str, raw_slug: str, event_id: str) -> Response:

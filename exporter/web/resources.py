@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify
 
 from exporter.forwarders.outbox import router
 from exporter.validation import ValidationError, validate_release
 from exporter.web.api import (
     ApiError,
-    decode_cursor,
-    encode_cursor,
+    cursor_arg,
+    exactly,
     get_db,
     paged,
+    pair,
     parse_limit,
     read_payload,
     require,
@@ -28,13 +29,10 @@ bp = Blueprint("resources", __name__)
 @bp.get("/components", strict_slashes=False)
 @require("read")
 def list_components() -> Any:
-    after = None
-    if request.args.get("cursor"):
-        after = decode_cursor(request.args["cursor"])
-        if not isinstance(after, str):
-            raise ApiError(400, "invalid_cursor", "the cursor parameter is not one this API issued")
-    rows, cursor = components.list_components(get_db(), limit=parse_limit(100, 1000), after=after)
-    return paged(rows, encode_cursor(cursor) if cursor else None)
+    rows, cursor = components.list_components(
+        get_db(), limit=parse_limit(100, 1000), after=cursor_arg(exactly(str))
+    )
+    return paged(rows, cursor)
 
 
 @bp.get("/components/<slug>", strict_slashes=False)
@@ -65,14 +63,10 @@ def create_release() -> Any:
 @bp.get("/releases", strict_slashes=False)
 @require("read")
 def list_releases() -> Any:
-    after = None
-    if request.args.get("cursor"):
-        raw = decode_cursor(request.args["cursor"])
-        if not (isinstance(raw, list) and len(raw) == 2):
-            raise ApiError(400, "invalid_cursor", "the cursor parameter is not one this API issued")
-        after = (float(raw[0]), str(raw[1]))
-    rows, cursor = releases.list_releases(get_db(), limit=parse_limit(), after=after)
-    return paged(rows, encode_cursor(list(cursor)) if cursor else None)
+    rows, cursor = releases.list_releases(
+        get_db(), limit=parse_limit(), after=cursor_arg(pair(float, str))
+    )
+    return paged(rows, cursor)
 
 
 @bp.get("/releases/<path:id_or_name>")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import uuid
@@ -433,6 +434,29 @@ def test_bad_list_parameters_are_400(client: Any, auth: dict[str, str], query: s
     resp = client.get(f"/components/checkout/deployments?{query}", headers=auth)
     assert resp.status_code == 400
     assert resp.json["error"]["code"] in ("invalid_parameter", "invalid_cursor")
+
+
+@pytest.mark.parametrize(
+    ("path", "cursor"),
+    [
+        ("/components/checkout/deployments", ["x", "y"]),
+        ("/components/checkout/deployments", [1.0, None]),
+        ("/releases", ["x", "y"]),
+        ("/releases", "x"),
+        ("/components", 5),
+        ("/deliveries", True),
+        ("/deliveries", "7"),
+    ],
+)
+def test_well_formed_but_foreign_cursors_are_400(
+    client: Any, auth: dict[str, str], path: str, cursor: Any
+) -> None:
+    # Valid base64 JSON of the wrong shape must not reach storage (it used to answer 500).
+    post(client, auth, version="1")
+    text = base64.urlsafe_b64encode(json.dumps(cursor).encode()).decode().rstrip("=")
+    resp = client.get(f"{path}?cursor={text}", headers=auth)
+    assert resp.status_code == 400, resp.json
+    assert resp.json["error"]["code"] == "invalid_cursor"
 
 
 def test_list_unknown_component_is_404(client: Any, auth: dict[str, str]) -> None:
