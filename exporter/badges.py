@@ -226,9 +226,9 @@ def component_badge(
     if not STAGE_RE.fullmatch(raw_stage):
         return not_found(label)
     stage = raw_stage
-    if not components.exists(db, slug):
-        return not_found(label)
     if kind == "deployments":
+        if not components.exists(db, slug):
+            return not_found(label)
         period = (args.get("period") or "week").strip().lower()
         if period not in PERIODS:
             return Badge(label, "invalid period", "lightgrey", is_error=True)
@@ -236,6 +236,7 @@ def component_badge(
             return not_found(label)
         count = components.versions_deployed_since(db, slug, stage, now - PERIODS[period])
         return Badge(label, f"{count}/{period}", "blue" if count else "lightgrey")
+    # A stage with deployments implies the component: one query answers both.
     if not components.has_stage(db, slug, stage):
         return not_found(label)
     current = components.current_version(db, slug, stage)
