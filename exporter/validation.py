@@ -101,11 +101,6 @@ def parse_timestamp(value: str) -> datetime:
     return dt.astimezone(UTC)
 
 
-def format_timestamp(dt: datetime) -> str:
-    """Format a UTC datetime as the API shows it: 2018-05-27T13:15:30.311Z."""
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
-
-
 def _text(
     fields: dict[str, str], name: str, value: Any, *, required: bool = False, limit: int = MAX_SHORT
 ) -> str | None:

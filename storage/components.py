@@ -6,14 +6,7 @@ from typing import Any
 
 import sqlite_utils
 
-
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    from datetime import UTC, datetime
-
-    dt = datetime.fromtimestamp(ts, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+from storage.timestamps import iso_ts
 
 
 def _summaries(db: sqlite_utils.Database, slugs: list[str]) -> list[dict[str, Any]]:
@@ -38,8 +31,8 @@ def _summaries(db: sqlite_utils.Database, slugs: list[str]) -> list[dict[str, An
             "version": row["version"],
             "commit_sha": row["commit_sha"],
             "deployment_id": row["deployment_id"],
-            "deployed_at": _iso(row["finished_ts"]),
-            "since": _iso(row["since_ts"]),
+            "deployed_at": iso_ts(row["finished_ts"]),
+            "since": iso_ts(row["since_ts"]),
         }
     for row in db.query(
         f"SELECT component, kind, sum(count) AS n FROM event_stats "
@@ -53,7 +46,7 @@ def _summaries(db: sqlite_utils.Database, slugs: list[str]) -> list[dict[str, An
             "version": row["version"],
             "result": row["result"],
             "result_class": row["result_class"],
-            "finished_at": _iso(row["finished_ts"]),
+            "finished_at": iso_ts(row["finished_ts"]),
         }
     return [by_slug[s] for s in slugs]
 
@@ -80,7 +73,7 @@ def get_component(db: sqlite_utils.Database, slug: str) -> dict[str, Any] | None
     if row is None:
         return None
     summary = _summaries(db, [slug])[0]
-    summary["created_at"] = _iso(row[1])
+    summary["created_at"] = iso_ts(row[1])
     return summary
 
 

@@ -13,6 +13,7 @@ import sqlite_utils
 
 from storage import outbox
 from storage.db import run_write
+from storage.timestamps import iso_datetime
 
 KINDS = ("deployment", "build")
 TABLE = {"deployment": "deployments", "build": "builds"}
@@ -51,12 +52,6 @@ class Outcome:
     conflict: bool = False
     overflow: list[str] = field(default_factory=list)
     component_created: bool = False
-
-
-def _ts_text(dt: datetime | None) -> str | None:
-    if dt is None:
-        return None
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
 def _get_or_create(
@@ -140,8 +135,8 @@ def record_event(
             "version": event["version"],
             "result": event.get("result"),
             "result_class": event["result_class"],
-            "started_at": _ts_text(started),
-            "finished_at": _ts_text(finished),
+            "started_at": iso_datetime(started) if started is not None else None,
+            "finished_at": iso_datetime(finished),
             "finished_ts": finished_ts,
             "duration_seconds": duration,
             "commit_sha": event.get("commit_sha"),

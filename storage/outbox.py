@@ -15,6 +15,7 @@ from typing import Any
 import sqlite_utils
 
 from storage.db import write_transaction
+from storage.timestamps import iso_ts
 
 STATUSES = ("pending", "delivering", "delivered", "failed", "disabled")
 OUTCOMES = ("delivered", "retried", "failed", "disabled")
@@ -261,8 +262,6 @@ _COLUMNS = (
 
 
 def _shape(row: dict[str, Any]) -> dict[str, Any]:
-    from storage.components import _iso
-
     return {
         "id": row["id"],
         "event": {
@@ -273,12 +272,12 @@ def _shape(row: dict[str, Any]) -> dict[str, Any]:
         "target": row["target"],
         "status": row["status"],
         "attempts": row["attempts"],
-        "next_attempt_at": _iso(row["next_attempt_at"]) if row["status"] == "pending" else None,
+        "next_attempt_at": iso_ts(row["next_attempt_at"]) if row["status"] == "pending" else None,
         "last_status": row["last_status"],
         "last_error": row["last_error"],
-        "created_at": _iso(row["created_at"]),
-        "updated_at": _iso(row["updated_at"]),
-        "delivered_at": _iso(row["delivered_at"]),
+        "created_at": iso_ts(row["created_at"]),
+        "updated_at": iso_ts(row["updated_at"]),
+        "delivered_at": iso_ts(row["delivered_at"]),
     }
 
 

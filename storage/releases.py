@@ -11,17 +11,16 @@ import sqlite_utils
 
 from storage import outbox
 from storage.db import write_transaction
+from storage.timestamps import iso_ts
 
 
 def _shape(row: dict[str, Any]) -> dict[str, Any]:
-    from storage.components import _iso
-
     return {
         "id": row["id"],
         "name": row["name"],
         "description": row["description"],
         "meta_data": json.loads(row["meta_data"]),
-        "created_at": _iso(row["created_at"]),
+        "created_at": iso_ts(row["created_at"]),
         "deployments_count": row.get("deployments_count", 0),
     }
 

@@ -26,6 +26,7 @@ from exporter.forwarders.base import (
     json_body,
     safe_url,
 )
+from storage.timestamps import iso_ts
 
 SECRET_PREFIX = "whsec_"  # noqa: S105  (a format prefix, not a secret)
 
@@ -46,11 +47,6 @@ def check_secret(secret: str) -> str | None:
     return None
 
 
-def iso(ts: float) -> str:
-    dt = datetime.fromtimestamp(ts, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
-
-
 @dataclass(frozen=True)
 class WebhookTarget(Target):
     kind: ClassVar[str] = "webhook"
@@ -68,7 +64,7 @@ class WebhookTarget(Target):
         data: dict[str, Any] = dict(event.data)
         if event.component is not None:
             data = {"component": event.component, **data}
-        return json_body({"type": event.type, "timestamp": iso(event.created_at), "data": data})
+        return json_body({"type": event.type, "timestamp": iso_ts(event.created_at), "data": data})
 
     def build_requests(self, event: Event, delivery_id: str) -> list[Outbound]:
         body = self.payload(event)
