@@ -115,6 +115,15 @@ _SLUG = {"name": "slug", "in": "path", "required": True, "schema": _STR}
 _LINK = {"Link": {"description": 'Next page: <url>; rel="next"', "schema": _STR}}
 
 
+def _page(plural: str, schema: str) -> dict[str, Any]:
+    """The 200 answer of a paginated list: an array of `schema` and a Link to the next page."""
+    return {
+        "description": f"A page of {plural}.",
+        "headers": _LINK,
+        "content": {"application/json": {"schema": {"type": "array", "items": _ref(schema)}}},
+    }
+
+
 def _event_paths(kind: str) -> dict[str, Any]:
     plural = f"{kind}s"
     schema = "Deployment" if kind == "deployment" else "Build"
@@ -153,13 +162,7 @@ def _event_paths(kind: str) -> dict[str, Any]:
                 "security": [{"bearer": []}, {"access_token": []}],
                 "parameters": _list_params(kind),
                 "responses": {
-                    "200": {
-                        "description": f"A page of {plural}.",
-                        "headers": _LINK,
-                        "content": {
-                            "application/json": {"schema": {"type": "array", "items": _ref(schema)}}
-                        },
-                    },
+                    "200": _page(plural, schema),
                     "404": _err("Unknown component."),
                     **_ERRORS,
                 },
@@ -314,15 +317,7 @@ def _delivery_paths() -> dict[str, Any]:
                     {"name": "cursor", "in": "query", "schema": _STR},
                 ],
                 "responses": {
-                    "200": {
-                        "description": "A page of deliveries.",
-                        "headers": _LINK,
-                        "content": {
-                            "application/json": {
-                                "schema": {"type": "array", "items": _ref("Delivery")}
-                            }
-                        },
-                    },
+                    "200": _page("deliveries", "Delivery"),
                     **_ERRORS,
                 },
             }
@@ -483,15 +478,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                         {"name": "cursor", "in": "query", "schema": _STR},
                     ],
                     "responses": {
-                        "200": {
-                            "description": "A page of components.",
-                            "headers": _LINK,
-                            "content": {
-                                "application/json": {
-                                    "schema": {"type": "array", "items": _ref("Component")}
-                                }
-                            },
-                        },
+                        "200": _page("components", "Component"),
                         **_ERRORS,
                     },
                 }
@@ -545,15 +532,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                         {"name": "cursor", "in": "query", "schema": _STR},
                     ],
                     "responses": {
-                        "200": {
-                            "description": "A page of releases.",
-                            "headers": _LINK,
-                            "content": {
-                                "application/json": {
-                                    "schema": {"type": "array", "items": _ref("Release")}
-                                }
-                            },
-                        },
+                        "200": _page("releases", "Release"),
                         **_ERRORS,
                     },
                 },
