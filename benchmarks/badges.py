@@ -22,14 +22,13 @@ import http.client
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest import RequestSpec, Result, Target, daemon_env, free_port, run_load
+from ingest import RequestSpec, Result, Target, create_token, daemon_env, free_port, run_load
 
 KINDS = ("version", "build", "crash-free", "deployments", "last-deploy")
 STYLES = ("flat", "flat-square", "plastic", "for-the-badge")
@@ -51,18 +50,6 @@ class BadgeRequest:
         if self.unique_label:
             path += ("&" if "?" in path else "?") + f"label=badge-{i}"
         return "GET", path, b"", headers
-
-
-def create_token(db: Path) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "exporter", "token", "create", "bench"],
-        env=daemon_env(db, 1),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    return done.stdout.strip().splitlines()[-1]
 
 
 def seed(port: int, token: str, components: int) -> None:

@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from ingest import create_token, free_port  # benchmarks/ingest.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -162,12 +162,6 @@ def delivery_rate(tmp: Path, base: str, events: int) -> None:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def ingest_latency(tmp: Path, label: str, toml: str, duration: float, connections: int) -> None:
     cfg = tmp / f"{label}.toml"
     cfg.write_text(toml)
@@ -182,13 +176,7 @@ def ingest_latency(tmp: Path, label: str, toml: str, duration: float, connection
         "RELEASEBITS_LOG_LEVEL": "warning",
     }
     cmd = [sys.executable, "-m", "exporter"]
-    token = (
-        subprocess.run(
-            [*cmd, "token", "create", "bench"], env=env, capture_output=True, text=True, check=True
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
+    token = create_token(db, env=env)
     proc = subprocess.Popen(
         [*cmd, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,

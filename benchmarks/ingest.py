@@ -437,10 +437,12 @@ def daemon_env(db: Path, port: int, extra: dict[str, str] | None = None) -> dict
     return env
 
 
-def create_token(db: Path) -> str:
+def create_token(db: Path, *scopes: str, env: dict[str, str] | None = None) -> str:
+    """A token made with the CLI, as a user would (default scopes when none are given)."""
+    options = [arg for scope in scopes for arg in ("--scope", scope)]
     done = subprocess.run(
-        [sys.executable, "-m", "exporter", "token", "create", "bench", "--scope", "write"],
-        env=daemon_env(db, 1),
+        [sys.executable, "-m", "exporter", "token", "create", "bench", *options],
+        env=env or daemon_env(db, 1),
         capture_output=True,
         text=True,
         check=True,
@@ -494,7 +496,7 @@ def main() -> None:
     wanted = [s.strip() for s in args.servers.split(",") if s.strip()]
     tmp = Path(tempfile.mkdtemp(prefix="rb-ingest-"))
     template = tmp / "template.db"
-    token = create_token(template)  # migrates the database and stores the token's hash
+    token = create_token(template, "write")  # migrates the database and stores the token's hash
     build = DeploymentRequest(token, args.components)
 
     targets: list[Target] = []
