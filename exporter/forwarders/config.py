@@ -14,6 +14,7 @@ from exporter.forwarders.grafana import GrafanaTarget
 from exporter.forwarders.newrelic import DEPLOYMENT_TYPES, HOSTS, NewRelicTarget
 from exporter.forwarders.sentry import SentryTarget
 from exporter.forwarders.webhook import WebhookTarget, check_secret
+from exporter.pollers.sentry import api_root
 
 KINDS: dict[str, type[Target]] = {
     "grafana": GrafanaTarget,
@@ -223,8 +224,7 @@ def _build(kind: str, t: Table, common: dict[str, Any], environ: Mapping[str, st
     if kind == "sentry":
         return SentryTarget(
             **common,
-            # The self-hosted form ".../api/0/" is accepted as the pollers accept it.
-            base_url=t.url("base_url", "https://sentry.io").removesuffix("/api/0"),
+            base_url=api_root(t.url("base_url", "https://sentry.io")),
             organization=t.text("organization"),
             token=t.secret("token_env", environ),
             project=t.text("project") if "project" in t.data else None,

@@ -31,6 +31,11 @@ STATUS_FIELDS: tuple[str, ...] = ("sum(session)",)
 MAX_PAGES = 50  # of up to 5000 groups each; a guard against a cursor that never ends
 
 
+def api_root(base_url: str) -> str:
+    """The host part of a Sentry base URL: users also paste the self-hosted form .../api/0/."""
+    return base_url.rstrip("/").removesuffix("/api/0")
+
+
 @dataclass(frozen=True, kw_only=True)
 class SentrySource:
     """One configured Sentry organization to poll (host only in base_url, e.g. de.sentry.io)."""
@@ -46,8 +51,9 @@ class SentrySource:
 
     @property
     def sessions_url(self) -> str:
-        base = self.base_url.rstrip("/").removesuffix("/api/0")
-        return base + SESSIONS_PATH.format(organization=quote(self.organization, safe=""))
+        return api_root(self.base_url) + SESSIONS_PATH.format(
+            organization=quote(self.organization, safe="")
+        )
 
 
 @dataclass(frozen=True)
