@@ -123,10 +123,9 @@ def main() -> None:
     extra = dict(item.split("=", 1) for item in args.env)
     if any(not k.startswith("RELEASEBITS_") for k in extra):
         parser.error("--env: only RELEASEBITS_* settings")
+    from exporter.config import load_settings
 
-    from exporter.config import Settings
-
-    shipped = Settings.load(None, extra)
+    shipped = load_settings(None, extra)
     tmp = Path(tempfile.mkdtemp(prefix="rb-badges-"))
     db = tmp / "badges.db"
     token = create_token(db)

@@ -119,15 +119,16 @@ secret_env = "WEBHOOK_SECRET"
 
 
 def delivery_rate(tmp: Path, base: str, events: int) -> None:
-    from exporter.config import Settings
-    from exporter.forwarders.outbox import Deliverer, router
+    from exporter.config import load_settings
+    from exporter.forwarding.deliverer import Deliverer
+    from exporter.forwarding.routing import router
     from storage import events as events_store
     from storage import outbox
     from storage.db import open_db
 
     cfg = tmp / "rate.toml"
     cfg.write_text(targets_toml(base))
-    settings = Settings.load(cfg, ENV, {"db": str(tmp / "rate.db")})
+    settings = load_settings(cfg, ENV, {"db": str(tmp / "rate.db")})
     db = open_db(settings.db, migrate=True, synchronous=settings.sqlite_synchronous)
     route = router(settings.forward_targets)
     for i in range(events):

@@ -408,9 +408,9 @@ def serve_waitress(threads: int) -> None:
 
     from exporter.app import create_app
     from exporter.cli import setup_logging
-    from exporter.config import Settings
+    from exporter.config import load_settings
 
-    settings = Settings.load(None, os.environ)
+    settings = load_settings(None, os.environ)
     setup_logging(settings.log_level)
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" at load
     waitress.serve(
@@ -486,13 +486,12 @@ def main() -> None:
         return
     if args.quick:
         args.duration, args.warmup = 3.0, 1.0
-
-    from exporter.config import Settings
+    from exporter.config import load_settings
 
     extra = dict(item.split("=", 1) for item in args.env)
     if any(not k.startswith("RELEASEBITS_") for k in extra):
         parser.error("--env: only RELEASEBITS_* settings")
-    shipped = Settings.load(None, extra)
+    shipped = load_settings(None, extra)
     wanted = [s.strip() for s in args.servers.split(",") if s.strip()]
     tmp = Path(tempfile.mkdtemp(prefix="rb-ingest-"))
     template = tmp / "template.db"

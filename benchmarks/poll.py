@@ -22,9 +22,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import generate_latest
 
-from exporter.collector import build_registry
-from exporter.config import Settings
+from exporter.config import load_settings
 from exporter.http import make_session
+from exporter.metrics.collector import build_registry
 from exporter.pollers.jobs import poll_source
 from storage.db import open_db
 
@@ -128,7 +128,7 @@ def main() -> None:
             f'[[sentry]]\nbase_url = "{base}"\norganization = "acme"\ntoken_env = "T"\n'
             f'[[bugsnag]]\nbase_url = "{base}"\ntoken_env = "T"\nprojects = [{bug_projects}]\n'
         )
-        settings = Settings.load(cfg, {"T": "token"})
+        settings = load_settings(cfg, {"T": "token"})
         db = open_db(settings.db, migrate=True)
         total = args.projects * args.releases_per_project
         print(

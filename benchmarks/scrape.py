@@ -47,11 +47,12 @@ from prometheus_client import (
     generate_latest,
 )
 
-from exporter.collector import build_registry
-from exporter.config import Settings
-from exporter.validation import RESULT_CLASSES, result_class
-from storage.db import close_thread_dbs, open_db
-from storage.events import DURATION_BUCKETS, Limits, record_event
+from exporter.metrics.collector import build_registry
+from exporter.names import RESULT_CLASSES, result_class
+from exporter.settings import Settings
+from storage.aggregates import DURATION_BUCKETS
+from storage.db import close_thread_stores, open_db
+from storage.events import Limits, record_event
 
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
@@ -603,7 +604,7 @@ def main() -> None:
         for sc in scenarios:
             if sc.server is not None:
                 sc.server.stop()
-        close_thread_dbs()
+        close_thread_stores()
 
     print()
     print(

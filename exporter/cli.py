@@ -7,17 +7,25 @@ import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from exporter import __version__
-from exporter.config import SETTINGS, Settings
+from exporter.config import load_settings as _load
 from exporter.errors import ConfigError
+from exporter.http import make_session
+from exporter.metrics.health import deployed_health
+from exporter.pollers.jobs import ErrorMemory, poll_source
+from exporter.pollers.sources import PollSource
+from exporter.server import run_web, serve_all
+from exporter.settings import SETTINGS, Settings
+from exporter.worker import run_worker
+from storage import components as components_store
 from storage import outbox, tokens
-from storage.db import StorageError, open_db
+from storage.db import StorageError, Store, open_db
 
-log = logging.getLogger("releasebits")
+log = logging.getLogger(__name__)
 
 
 def setup_logging(level: str) -> None:
@@ -33,17 +41,16 @@ def setup_logging(level: str) -> None:
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(f"releasebits: error: {message}", err=True)
     sys.exit(1)
 
 
 def load_settings(config: str | None, **overrides: Any) -> Settings:
     try:
-        return Settings.load(config, os.environ, overrides)
+        return _load(config, os.environ, overrides)
     except ConfigError as exc:
         _fail(str(exc))
-        raise  # unreachable; keeps type checkers happy
 
 
 def _settings_help(name: str) -> str:
@@ -64,6 +71,11 @@ def db_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--db", default=None, help=_settings_help("db"))(f)
 
 
+def store_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--config and --db: the options of every command that opens the database."""
+    return db_option(config_option(f))
+
+
 def server_options(f: Callable[..., Any]) -> Callable[..., Any]:
     for name, kind in reversed(
         [("host", str), ("port", int), ("workers", int), ("threads", int), ("log-level", str)]
@@ -74,11 +86,16 @@ def server_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return db_option(config_option(f))
 
 
-def open_store(settings: Settings) -> Any:
+def open_store(settings: Settings) -> Store:
     try:
         return open_db(settings.db, synchronous=settings.sqlite_synchronous, migrate=True)
     except (StorageError, OSError) as exc:
         _fail(f"db: {exc}")
+
+
+def store_of(config: str | None, db: str | None) -> Store:
+    """The migrated store of a command's --config and --db."""
+    return open_store(load_settings(config, db=db))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -94,8 +111,6 @@ def serve(config: str | None, db: str | None, **opts: Any) -> None:
     """Run the whole daemon: the HTTP server and the one background worker."""
     settings = load_settings(config, db=db, **opts)
     setup_logging(settings.log_level)
-    from exporter.server import serve_all
-
     open_store(settings).close()
     sys.exit(serve_all(settings))
 
@@ -106,8 +121,6 @@ def web(config: str | None, db: str | None, **opts: Any) -> None:
     """Run only the HTTP server (for split deployments; run `releasebits worker` beside it)."""
     settings = load_settings(config, db=db, **opts)
     setup_logging(settings.log_level)
-    from exporter.server import run_web
-
     store = open_store(settings)
     if tokens.count_live(store) == 0:
         log.warning(
@@ -120,15 +133,12 @@ def web(config: str | None, db: str | None, **opts: Any) -> None:
 
 
 @main.command()
-@config_option
-@db_option
+@store_options
 @click.option("--log-level", default=None, help=_settings_help("log_level"))
 def worker(config: str | None, db: str | None, log_level: str | None) -> None:
     """Run only the background worker (pollers and outbox delivery)."""
     settings = load_settings(config, db=db, log_level=log_level)
     setup_logging(settings.log_level)
-    from exporter.worker import run_worker
-
     open_store(settings).close()
     sys.exit(run_worker(settings))
 
@@ -137,15 +147,14 @@ def worker(config: str | None, db: str | None, log_level: str | None) -> None:
 @click.option(
     "--once",
     is_flag=True,
-    help="Poll each source once (the default; the worker polls on schedule).",
+    expose_value=False,
+    help="Poll each source once and exit: what `poll` always does (the worker polls on "
+    "schedule); accepted so scripts can say so.",
 )
 @click.option("--source", "names", multiple=True, help="Poll only this source (repeatable).")
-@config_option
-@db_option
+@store_options
 @click.option("--log-level", default=None, help=_settings_help("log_level"))
-def poll(
-    once: bool, names: tuple[str, ...], config: str | None, db: str | None, log_level: str | None
-) -> None:
+def poll(names: tuple[str, ...], config: str | None, db: str | None, log_level: str | None) -> None:
     """Poll the release-health sources now, in the foreground, and print what they answered.
 
     The setup debugging tool: it shows every release found, whether each component's deployed
@@ -154,10 +163,6 @@ def poll(
     """
     settings = load_settings(config, db=db, log_level=log_level)
     setup_logging(settings.log_level)
-    from exporter.health import deployed_health
-    from exporter.http import make_session
-    from exporter.pollers.jobs import poll_source
-
     if not settings.sources:
         _fail("no release-health sources configured; add [[sentry]] or [[bugsnag]] to --config")
     unknown = [n for n in names if settings.source(n) is None]
@@ -166,12 +171,13 @@ def poll(
         _fail(f"--source: no source named {unknown[0]!r} (configured: {known})")
     store = open_store(settings)
     failed = 0
+    memory = ErrorMemory()
     for source in settings.sources:
-        if names and source.name not in names:
+        if (names and source.name not in names) or not isinstance(source, PollSource):
             continue
         click.echo(f"{source.kind} source {source.name!r}: polling ...")
         with make_session() as session:
-            report = poll_source(store, source, session)
+            report = poll_source(store, source, session, memory=memory)
         if not report.ok:
             failed += 1
             click.echo(f"  FAILED after {report.duration_seconds:.2f}s: {report.error}")
@@ -186,8 +192,12 @@ def poll(
                 f"  project {t.project}: target stability {_pct(t.target_stability)}, "
                 f"critical {_pct(t.critical_stability)} ({t.target_type or 'no target type'})"
             )
-    from storage import components as components_store
+    _print_deployed(store, settings, names)
+    sys.exit(1 if failed else 0)
 
+
+def _print_deployed(store: Store, settings: Settings, names: tuple[str, ...]) -> None:
+    """Each deployed version's release name in each source, and whether the source knows it."""
     for row in components_store.current_versions_of(store, sorted(settings.components)):
         for h in deployed_health(store, settings, row["component"], row["stage"]):
             if names and h.source not in names:
@@ -199,7 +209,6 @@ def poll(
                 f"deployed {h.component}/{h.stage} {h.version} -> {h.source} project {h.project} "
                 f"environment {h.environment!r} release {h.release!r}: {found}"
             )
-    sys.exit(1 if failed else 0)
 
 
 def _pct(value: float | None) -> str:
@@ -244,8 +253,7 @@ def token() -> None:
     type=click.Choice(tokens.SCOPES),
     help="Scope to grant; repeat for several. Default: read and write.",
 )
-@config_option
-@db_option
+@store_options
 def token_create(name: str, scopes: tuple[str, ...], config: str | None, db: str | None) -> None:
     """Create a token NAME and print it (alone on the last line). It is shown only once."""
     settings = load_settings(config, db=db)
@@ -265,12 +273,10 @@ def token_create(name: str, scopes: tuple[str, ...], config: str | None, db: str
 
 
 @token.command("list")
-@config_option
-@db_option
+@store_options
 def token_list(config: str | None, db: str | None) -> None:
     """List tokens (names, scopes, dates; never the secrets)."""
-    settings = load_settings(config, db=db)
-    rows = tokens.list_tokens(open_store(settings))
+    rows = tokens.list_tokens(store_of(config, db))
     if not rows:
         click.echo("no tokens; create one with `releasebits token create NAME`")
         return
@@ -287,12 +293,10 @@ def token_list(config: str | None, db: str | None) -> None:
 
 @token.command("revoke")
 @click.argument("name")
-@config_option
-@db_option
+@store_options
 def token_revoke(name: str, config: str | None, db: str | None) -> None:
     """Revoke the token NAME; requests using it get 401 from now on."""
-    settings = load_settings(config, db=db)
-    if not tokens.revoke_token(open_store(settings), name):
+    if not tokens.revoke_token(store_of(config, db), name):
         _fail(f"no active token named {name!r}")
     click.echo(f"revoked {name!r}")
 
@@ -311,15 +315,13 @@ def deliveries() -> None:
 )
 @click.option("--target", default=None, help="Only deliveries to this target (its name).")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
-@config_option
-@db_option
+@store_options
 def deliveries_list(
     status: str | None, target: str | None, limit: int, config: str | None, db: str | None
 ) -> None:
     """List deliveries, newest first, with their last error."""
-    settings = load_settings(config, db=db)
     rows, _ = outbox.list_deliveries(
-        open_store(settings), status=status, target=target, limit=limit
+        store_of(config, db), status=status, target=target, limit=limit
     )
     if not rows:
         click.echo("no deliveries")
@@ -338,12 +340,10 @@ def deliveries_list(
 
 @deliveries.command("retry")
 @click.argument("delivery_id")
-@config_option
-@db_option
+@store_options
 def deliveries_retry(delivery_id: str, config: str | None, db: str | None) -> None:
     """Make delivery DELIVERY_ID due now with a fresh give-up horizon (the worker sends it)."""
-    settings = load_settings(config, db=db)
-    previous = outbox.retry(open_store(settings), delivery_id)
+    previous = outbox.retry(store_of(config, db), delivery_id)
     if previous is None:
         _fail(f"no delivery {delivery_id!r}")
     if previous == "delivering":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class ReleaseBitsError(Exception):
     """Base class of every error ReleaseBits raises on purpose."""
@@ -37,3 +39,11 @@ class ForwardError(ReleaseBitsError):
         self.status = status
         self.retryable = retryable
         self.retry_after = retry_after
+
+
+class ValidationError(ReleaseBitsError):
+    """One or more fields are invalid; `fields` maps each field to a message."""
+
+    def __init__(self, fields: Mapping[str, str], message: str | None = None):
+        self.fields = dict(fields)
+        super().__init__(message or "invalid fields: " + ", ".join(sorted(self.fields)))

@@ -83,3 +83,9 @@ def retry_after_seconds(
             when = when.replace(tzinfo=UTC)
         seconds = when.timestamp() - now()
     return seconds if math.isfinite(seconds) else None
+
+
+def sentry_api_root(base_url: str) -> str:
+    """The host part of a Sentry base URL, for the poller and the forwarder alike: users also
+    paste the self-hosted form .../api/0/."""
+    return base_url.rstrip("/").removesuffix("/api/0")

@@ -1,12 +1,35 @@
-"""The OpenAPI 3.1 description of the whole HTTP API, served at /openapi.json."""
+"""The OpenAPI 3.1 description of the whole HTTP API, served at /openapi.json.
+
+Parameters, enums and list filters come from the declarations the routes themselves use
+(`exporter.web.params`); tests/exporter/test_openapi.py walks the Flask URL map and fails on any
+route, method, declared parameter or enum value this document lacks.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+from exporter.badges import model as badges
+from exporter.badges.routes import COMPONENT_PARAMS, RELEASE_PARAMS
+from exporter.forwarding.routes import LIST_PARAMS as DELIVERY_LIST_PARAMS
+from exporter.forwarding.targets.base import EVENT_TYPES
+from exporter.ingest.resources import COMPONENT_LIST_PARAMS, RELEASE_LIST_PARAMS
+from exporter.ingest.routes import LIST_PARAMS
+from exporter.names import RESULT_CLASSES
+from exporter.web.params import Param
+from storage.outbox import STATUSES
 
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(description: str, schema: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+_AUTH: list[dict[str, list[str]]] = [{"bearer": []}, {"access_token": []}]
 
 
 def _err(description: str) -> dict[str, Any]:
@@ -73,7 +96,7 @@ def _event_output(kind: str) -> dict[str, Any]:
         "component": _STR,
         "version": _STR,
         "result": _NULL_STR,
-        "result_class": {"enum": ["success", "failure", "error", "cancelled", "other"]},
+        "result_class": {"enum": list(RESULT_CLASSES)},
         "code_name": _NULL_STR,
         "started_at": _NULL_TS,
         "finished_at": _TS,
@@ -90,28 +113,15 @@ def _event_output(kind: str) -> dict[str, Any]:
     return {"type": "object", "properties": props}
 
 
-def _list_params(kind: str) -> list[dict[str, Any]]:
-    params = [
-        {
-            "name": "limit",
-            "in": "query",
-            "schema": {"type": "integer", "minimum": 1, "maximum": 500},
-        },
-        {"name": "cursor", "in": "query", "schema": _STR, "description": "From the Link header."},
-        {"name": "version", "in": "query", "schema": _STR},
-        {"name": "result", "in": "query", "schema": _STR, "description": "Raw result or class."},
-        {"name": "since", "in": "query", "schema": _TS},
-        {"name": "until", "in": "query", "schema": _TS},
-    ]
-    if kind == "deployment":
-        params += [
-            {"name": "stage", "in": "query", "schema": _STR},
-            {"name": "host", "in": "query", "schema": _STR},
-        ]
-    return params
+def _query(params: Sequence[Param]) -> list[dict[str, Any]]:
+    return [p.openapi() for p in params]
 
 
-_SLUG = {"name": "slug", "in": "path", "required": True, "schema": _STR}
+def _path(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": _STR}
+
+
+_SLUG = _path("slug")
 _LINK = {"Link": {"description": 'Next page: <url>; rel="next"', "schema": _STR}}
 
 
@@ -124,43 +134,41 @@ def _page(plural: str, schema: str) -> dict[str, Any]:
     }
 
 
+def _create_event(kind: str, schema: str) -> dict[str, Any]:
+    body = {"schema": _ref(f"{schema}Input")}
+    return {
+        "operationId": f"create{schema}",
+        "summary": f"Record a {kind}",
+        "description": "JSON body, form body, or query parameters on a bodiless POST. "
+        "A 201 means the event is committed to disk.",
+        "security": _AUTH,
+        "parameters": [
+            {"name": "Idempotency-Key", "in": "header", "schema": _STR, "required": False}
+        ],
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": body, "application/x-www-form-urlencoded": body},
+        },
+        "responses": {
+            "201": _json("Stored.", "Created"),
+            "200": _json("Replay of an earlier answer for the same Idempotency-Key.", "Created"),
+            **_WRITE_ERRORS,
+        },
+    }
+
+
 def _event_paths(kind: str) -> dict[str, Any]:
     plural = f"{kind}s"
     schema = "Deployment" if kind == "deployment" else "Build"
-    body_types = {
-        "application/json": {"schema": _ref(f"{schema}Input")},
-        "application/x-www-form-urlencoded": {"schema": _ref(f"{schema}Input")},
-    }
     return {
         f"/components/{{slug}}/{plural}": {
             "parameters": [_SLUG],
-            "post": {
-                "operationId": f"create{schema}",
-                "summary": f"Record a {kind}",
-                "description": "JSON body, form body, or query parameters on a bodiless POST. "
-                "A 201 means the event is committed to disk.",
-                "security": [{"bearer": []}, {"access_token": []}],
-                "parameters": [
-                    {"name": "Idempotency-Key", "in": "header", "schema": _STR, "required": False}
-                ],
-                "requestBody": {"required": False, "content": body_types},
-                "responses": {
-                    "201": {
-                        "description": "Stored.",
-                        "content": {"application/json": {"schema": _ref("Created")}},
-                    },
-                    "200": {
-                        "description": "Replay of an earlier answer for the same Idempotency-Key.",
-                        "content": {"application/json": {"schema": _ref("Created")}},
-                    },
-                    **_WRITE_ERRORS,
-                },
-            },
+            "post": _create_event(kind, schema),
             "get": {
                 "operationId": f"list{schema}s",
                 "summary": f"List {plural}, newest first",
-                "security": [{"bearer": []}, {"access_token": []}],
-                "parameters": _list_params(kind),
+                "security": _AUTH,
+                "parameters": _query(LIST_PARAMS[kind]),
                 "responses": {
                     "200": _page(plural, schema),
                     "404": _err("Unknown component."),
@@ -169,19 +177,13 @@ def _event_paths(kind: str) -> dict[str, Any]:
             },
         },
         f"/components/{{slug}}/{plural}/{{event_id}}": {
-            "parameters": [
-                _SLUG,
-                {"name": "event_id", "in": "path", "required": True, "schema": _STR},
-            ],
+            "parameters": [_SLUG, _path("event_id")],
             "get": {
                 "operationId": f"get{schema}",
                 "summary": f"One {kind}",
-                "security": [{"bearer": []}, {"access_token": []}],
+                "security": _AUTH,
                 "responses": {
-                    "200": {
-                        "description": f"The {kind}.",
-                        "content": {"application/json": {"schema": _ref(schema)}},
-                    },
+                    "200": _json(f"The {kind}.", schema),
                     "404": _err("Not found."),
                     **_ERRORS,
                 },
@@ -190,150 +192,99 @@ def _event_paths(kind: str) -> dict[str, Any]:
     }
 
 
+_BADGE_HEADERS = {
+    "ETag": {
+        "description": "Strong validator of the body; send it as If-None-Match.",
+        "schema": _STR,
+    },
+    "Cache-Control": {"description": "max-age=badge_max_age_seconds.", "schema": _STR},
+}
+_ENDPOINT_JSON = {
+    "type": "object",
+    "required": ["schemaVersion", "label", "message"],
+    "properties": {
+        "schemaVersion": {"const": 1},
+        **dict.fromkeys(("label", "message", "color", "labelColor", "style"), _STR),
+        "isError": {"type": "boolean"},
+        "cacheSeconds": {"type": "integer"},
+    },
+}
+
+
+def _badge_operation(what: str, ext: str, query: Sequence[Param]) -> dict[str, Any]:
+    media, schema = (
+        ("image/svg+xml", _STR) if ext == "svg" else ("application/json", _ENDPOINT_JSON)
+    )
+    return {
+        "operationId": f"badge{what}{ext.upper()}",
+        "summary": f"{what} badge as {'SVG' if ext == 'svg' else 'shields.io endpoint JSON'}",
+        "description": "Unknown component, stage or release, or no data: a grey 'not found' / "
+        "'no data' badge with status 200. A read token is needed only when "
+        "badges_require_token is set.",
+        "parameters": _query(query),
+        "responses": {
+            "200": {
+                "description": "The badge.",
+                "headers": _BADGE_HEADERS,
+                "content": {media: {"schema": schema}},
+            },
+            "304": {"description": "Unchanged (If-None-Match matched the ETag)."},
+            "401": _err("Token required (badges_require_token)."),
+            "404": {
+                "description": "No such badge kind (a grey badge).",
+                "content": {media: {"schema": schema}},
+            },
+        },
+    }
+
+
 def _badge_paths() -> dict[str, Any]:
     """Badge images (SVG) and their shields.io endpoint JSON, per component and per release."""
-    q = "query"
-    look = [
-        {
-            "name": "style",
-            "in": q,
-            "schema": {"enum": ["flat", "flat-square", "plastic", "for-the-badge"]},
-            "description": "shields.io style; anything else draws flat.",
-        },
-        {"name": "label", "in": q, "schema": _STR, "description": "Replaces the left text."},
-        {
-            "name": "color",
-            "in": q,
-            "schema": _STR,
-            "description": "A shields.io colour name or hex (ff69b4); invalid values are ignored.",
-        },
-        {"name": "labelColor", "in": q, "schema": _STR, "description": "Colour of the label."},
-    ]
-    headers = {
-        "ETag": {
-            "description": "Strong validator of the body; send it as If-None-Match.",
-            "schema": _STR,
-        },
-        "Cache-Control": {"description": "max-age=badge_max_age_seconds.", "schema": _STR},
-    }
-    endpoint_schema = {
-        "type": "object",
-        "required": ["schemaVersion", "label", "message"],
-        "properties": {
-            "schemaVersion": {"const": 1},
-            "label": _STR,
-            "message": _STR,
-            "color": _STR,
-            "labelColor": _STR,
-            "isError": {"type": "boolean"},
-            "style": _STR,
-            "cacheSeconds": {"type": "integer"},
-        },
-    }
-    component_params = [
-        _SLUG,
-        {
-            "name": "kind",
-            "in": "path",
-            "required": True,
-            "schema": {"enum": ["version", "build", "crash-free", "deployments", "last-deploy"]},
-        },
-    ]
-    release_params = [
-        {"name": "name", "in": "path", "required": True, "schema": _STR},
-        {
-            "name": "kind",
-            "in": "path",
-            "required": True,
-            "schema": {"enum": ["crash-free", "deployments", "last-deploy"]},
-        },
-    ]
-    component_query = [
-        {"name": "stage", "in": q, "schema": _STR, "description": "Default: default_stage."},
-        {"name": "source", "in": q, "schema": _STR, "description": "crash-free: the source."},
-        {"name": "period", "in": q, "schema": {"enum": ["day", "week", "month"]}},
-    ]
-    release_query = [
-        {"name": "source", "in": q, "schema": _STR},
-        {"name": "environment", "in": q, "schema": _STR},
-    ]
-    description = (
-        "Unknown component, stage or release, or no data: a grey 'not found' / 'no data' badge "
-        "with status 200. A read token is needed only when badges_require_token is set."
+    families = (
+        (
+            "/badges/components/{slug}/{kind}",
+            _SLUG,
+            badges.COMPONENT_KINDS,
+            COMPONENT_PARAMS,
+            "Component",
+        ),
+        (
+            "/badges/releases/{name}/{kind}",
+            _path("name"),
+            badges.RELEASE_KINDS,
+            RELEASE_PARAMS,
+            "Release",
+        ),
     )
     out: dict[str, Any] = {}
-    for base, params, query, what in (
-        ("/badges/components/{slug}/{kind}", component_params, component_query, "Component"),
-        ("/badges/releases/{name}/{kind}", release_params, release_query, "Release"),
-    ):
-        for ext, media, schema in (
-            ("svg", "image/svg+xml", _STR),
-            ("json", "application/json", endpoint_schema),
-        ):
-            out[f"{base}.{ext}"] = {
-                "parameters": params,
-                "get": {
-                    "operationId": f"badge{what}{ext.upper()}",
-                    "summary": f"{what} badge as {'SVG' if ext == 'svg' else 'shields.io endpoint JSON'}",
-                    "description": description,
-                    "parameters": [*query, *look],
-                    "responses": {
-                        "200": {
-                            "description": "The badge.",
-                            "headers": headers,
-                            "content": {media: {"schema": schema}},
-                        },
-                        "304": {"description": "Unchanged (If-None-Match matched the ETag)."},
-                        "401": _err("Token required (badges_require_token)."),
-                        "404": {
-                            "description": "No such badge kind (a grey badge).",
-                            "content": {media: {"schema": schema}},
-                        },
-                    },
-                },
-            }
+    for base, ident, kinds, query, what in families:
+        params = [ident, {**_path("kind"), "schema": {"enum": list(kinds)}}]
+        for ext in ("svg", "json"):
+            out[f"{base}.{ext}"] = {"parameters": params, "get": _badge_operation(what, ext, query)}
     return out
 
 
 def _delivery_paths() -> dict[str, Any]:
     """The forwarding outbox: list deliveries, retry one."""
-    auth: list[dict[str, list[str]]] = [{"bearer": []}, {"access_token": []}]
-    statuses = ["pending", "delivering", "delivered", "failed", "disabled"]
     return {
         "/deliveries": {
             "get": {
                 "operationId": "listDeliveries",
                 "summary": "Forwarding deliveries (one per event and target), newest first",
-                "security": auth,
-                "parameters": [
-                    {"name": "status", "in": "query", "schema": {"enum": statuses}},
-                    {
-                        "name": "target",
-                        "in": "query",
-                        "schema": _STR,
-                        "description": "A configured target name.",
-                    },
-                    {"name": "limit", "in": "query", "schema": {"type": "integer"}},
-                    {"name": "cursor", "in": "query", "schema": _STR},
-                ],
-                "responses": {
-                    "200": _page("deliveries", "Delivery"),
-                    **_ERRORS,
-                },
+                "security": _AUTH,
+                "parameters": _query(DELIVERY_LIST_PARAMS),
+                "responses": {"200": _page("deliveries", "Delivery"), **_ERRORS},
             }
         },
         "/deliveries/{delivery_id}/retry": {
-            "parameters": [{"name": "delivery_id", "in": "path", "required": True, "schema": _STR}],
+            "parameters": [_path("delivery_id")],
             "post": {
                 "operationId": "retryDelivery",
                 "summary": "Make a delivery due now with a fresh give-up horizon "
                 "(re-enables a disabled target)",
-                "security": auth,
+                "security": _AUTH,
                 "responses": {
-                    "200": {
-                        "description": "The delivery, pending again.",
-                        "content": {"application/json": {"schema": _ref("Delivery")}},
-                    },
+                    "200": _json("The delivery, pending again.", "Delivery"),
                     "404": _err("Unknown delivery."),
                     "409": _err("The delivery is being attempted right now."),
                     **_ERRORS,
@@ -351,13 +302,13 @@ def _delivery_schema() -> dict[str, Any]:
             "event": {
                 "type": "object",
                 "properties": {
-                    "kind": {"enum": ["deployment", "build", "release"]},
+                    "kind": {"enum": list(EVENT_TYPES)},
                     "id": _STR,
                     "component": _NULL_STR,
                 },
             },
             "target": _STR,
-            "status": {"enum": ["pending", "delivering", "delivered", "failed", "disabled"]},
+            "status": {"enum": list(STATUSES)},
             "attempts": {"type": "integer"},
             "next_attempt_at": _NULL_TS,
             "last_status": {"type": ["integer", "null"]},
@@ -369,45 +320,179 @@ def _delivery_schema() -> dict[str, Any]:
     }
 
 
-def openapi_document(version: str) -> dict[str, Any]:
-    """The complete document; tests validate it with openapi-spec-validator."""
-    auth: list[dict[str, list[str]]] = [{"bearer": []}, {"access_token": []}]
-    component_schema = {
+def _get(
+    operation_id: str, summary: str, responses: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
+    return {
+        "get": {"operationId": operation_id, "summary": summary, **extra, "responses": responses}
+    }
+
+
+def _meta_paths() -> dict[str, Any]:
+    """The landing page, health, this document and /metrics."""
+    any_object = {"application/json": {"schema": {"type": "object"}}}
+    text = {"description": "OK", "content": {"text/plain": {"schema": _STR}}}
+    html = {"description": "HTML", "content": {"text/html": {"schema": _STR}}}
+    return {
+        "/": _get("landing", "HTML landing page", {"200": html}),
+        "/healthz": _get(
+            "health",
+            "Database and worker health",
+            {
+                "200": {"description": "Healthy", "content": any_object},
+                "503": {"description": "Database unavailable", "content": any_object},
+            },
+        ),
+        "/openapi.json": _get(
+            "openapi",
+            "This document",
+            {"200": {"description": "OpenAPI 3.1", "content": any_object}},
+        ),
+        "/metrics": _get(
+            "metrics",
+            "Prometheus metrics (text or OpenMetrics by Accept; gzip on request)",
+            {"200": text, "401": _err("Token required (metrics_require_token).")},
+        ),
+    }
+
+
+def _list_op(
+    operation_id: str, summary: str, plural: str, schema: str, params: Sequence[Param]
+) -> dict[str, Any]:
+    return _get(
+        operation_id,
+        summary,
+        {"200": _page(plural, schema), **_ERRORS},
+        security=_AUTH,
+        parameters=_query(params),
+    )
+
+
+def _one_op(operation_id: str, summary: str, schema: str, what: str) -> dict[str, Any]:
+    responses = {"200": _json(f"The {what}.", schema), "404": _err(f"Unknown {what}."), **_ERRORS}
+    return _get(operation_id, summary, responses, security=_AUTH)
+
+
+def _resource_paths() -> dict[str, Any]:
+    """Components and releases."""
+    return {
+        "/components": _list_op(
+            "listComponents",
+            "Components with their current version per stage",
+            "components",
+            "Component",
+            COMPONENT_LIST_PARAMS,
+        ),
+        "/components/{slug}": {
+            "parameters": [_SLUG],
+            **_one_op("getComponent", "One component", "Component", "component"),
+        },
+        "/releases": {
+            "post": _create_release(),
+            **_list_op(
+                "listReleases", "Releases, newest first", "releases", "Release", RELEASE_LIST_PARAMS
+            ),
+        },
+        "/releases/{id_or_name}": {
+            "parameters": [_path("id_or_name")],
+            **_one_op("getRelease", "One release with its deployments", "Release", "release"),
+        },
+    }
+
+
+def _create_release() -> dict[str, Any]:
+    body = {"schema": _ref("ReleaseInput")}
+    return {
+        "operationId": "createRelease",
+        "summary": "Create a release (returns the existing one, 200, if the name exists)",
+        "security": _AUTH,
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": body, "application/x-www-form-urlencoded": body},
+        },
+        "responses": {
+            "201": _json("Created.", "Release"),
+            "200": _json("Already existed.", "Release"),
+            **_WRITE_ERRORS,
+        },
+    }
+
+
+def _component_schema() -> dict[str, Any]:
+    stage = {
+        "type": "object",
+        "properties": {
+            "version": _STR,
+            "commit_sha": _NULL_STR,
+            "deployment_id": _STR,
+            "deployed_at": _TS,
+            "since": _TS,
+        },
+    }
+    return {
         "type": "object",
         "properties": {
             "slug": _STR,
             "stages": {
                 "type": "object",
                 "description": "Current version per stage.",
-                "additionalProperties": {
-                    "type": "object",
-                    "properties": {
-                        "version": _STR,
-                        "commit_sha": _NULL_STR,
-                        "deployment_id": _STR,
-                        "deployed_at": _TS,
-                        "since": _TS,
-                    },
-                },
+                "additionalProperties": stage,
             },
             "deployments_count": {"type": "integer"},
             "builds_count": {"type": "integer"},
             "last_build": {"type": ["object", "null"]},
         },
     }
-    release_schema = {
+
+
+def _schemas() -> dict[str, Any]:
+    error = {
         "type": "object",
+        "required": ["code", "message"],
         "properties": {
-            "id": _STR,
-            "name": _STR,
-            "description": _NULL_STR,
-            "meta_data": {"type": "object"},
-            "created_at": _TS,
-            "deployments_count": {"type": "integer"},
-            "deployments": {"type": "array", "items": _ref("Deployment")},
+            "code": _STR,
+            "message": _STR,
+            "fields": {"type": "object", "additionalProperties": _STR},
         },
     }
-    text = {"description": "OK", "content": {"text/plain": {"schema": _STR}}}
+    return {
+        "Error": {"type": "object", "required": ["error"], "properties": {"error": error}},
+        "Created": {
+            "type": "object",
+            "required": ["id"],
+            "properties": {
+                "id": {**_STR, "format": "uuid"},
+                "ignored_fields": {"type": "array", "items": _STR},
+            },
+        },
+        "DeploymentInput": _event_input("deployment"),
+        "BuildInput": _event_input("build"),
+        "Deployment": _event_output("deployment"),
+        "Build": _event_output("build"),
+        "Component": _component_schema(),
+        "ReleaseInput": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {"name": _STR, "description": _STR, "meta_data": {"type": "object"}},
+        },
+        "Release": {
+            "type": "object",
+            "properties": {
+                "id": _STR,
+                "name": _STR,
+                "description": _NULL_STR,
+                "meta_data": {"type": "object"},
+                "created_at": _TS,
+                "deployments_count": {"type": "integer"},
+                "deployments": {"type": "array", "items": _ref("Deployment")},
+            },
+        },
+        "Delivery": _delivery_schema(),
+    }
+
+
+def openapi_document(version: str) -> dict[str, Any]:
+    """The complete document; tests validate it with openapi-spec-validator."""
     return {
         "openapi": "3.1.0",
         "info": {
@@ -417,144 +502,12 @@ def openapi_document(version: str) -> dict[str, Any]:
             "scrape them as Prometheus metrics.",
         },
         "paths": {
-            "/": {
-                "get": {
-                    "operationId": "landing",
-                    "summary": "HTML landing page",
-                    "responses": {
-                        "200": {"description": "HTML", "content": {"text/html": {"schema": _STR}}}
-                    },
-                }
-            },
-            "/healthz": {
-                "get": {
-                    "operationId": "health",
-                    "summary": "Database and worker health",
-                    "responses": {
-                        "200": {
-                            "description": "Healthy",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        },
-                        "503": {
-                            "description": "Database unavailable",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        },
-                    },
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "operationId": "openapi",
-                    "summary": "This document",
-                    "responses": {
-                        "200": {
-                            "description": "OpenAPI 3.1",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        }
-                    },
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "operationId": "metrics",
-                    "summary": "Prometheus metrics (text or OpenMetrics by Accept; gzip on request)",
-                    "responses": {
-                        "200": text,
-                        "401": _err("Token required (metrics_require_token)."),
-                    },
-                }
-            },
+            **_meta_paths(),
             **_event_paths("deployment"),
             **_event_paths("build"),
             **_delivery_paths(),
             **_badge_paths(),
-            "/components": {
-                "get": {
-                    "operationId": "listComponents",
-                    "summary": "Components with their current version per stage",
-                    "security": auth,
-                    "parameters": [
-                        {"name": "limit", "in": "query", "schema": {"type": "integer"}},
-                        {"name": "cursor", "in": "query", "schema": _STR},
-                    ],
-                    "responses": {
-                        "200": _page("components", "Component"),
-                        **_ERRORS,
-                    },
-                }
-            },
-            "/components/{slug}": {
-                "parameters": [_SLUG],
-                "get": {
-                    "operationId": "getComponent",
-                    "summary": "One component",
-                    "security": auth,
-                    "responses": {
-                        "200": {
-                            "description": "The component.",
-                            "content": {"application/json": {"schema": _ref("Component")}},
-                        },
-                        "404": _err("Unknown component."),
-                        **_ERRORS,
-                    },
-                },
-            },
-            "/releases": {
-                "post": {
-                    "operationId": "createRelease",
-                    "summary": "Create a release (returns the existing one, 200, if the name exists)",
-                    "security": auth,
-                    "requestBody": {
-                        "required": False,
-                        "content": {
-                            "application/json": {"schema": _ref("ReleaseInput")},
-                            "application/x-www-form-urlencoded": {"schema": _ref("ReleaseInput")},
-                        },
-                    },
-                    "responses": {
-                        "201": {
-                            "description": "Created.",
-                            "content": {"application/json": {"schema": _ref("Release")}},
-                        },
-                        "200": {
-                            "description": "Already existed.",
-                            "content": {"application/json": {"schema": _ref("Release")}},
-                        },
-                        **_WRITE_ERRORS,
-                    },
-                },
-                "get": {
-                    "operationId": "listReleases",
-                    "summary": "Releases, newest first",
-                    "security": auth,
-                    "parameters": [
-                        {"name": "limit", "in": "query", "schema": {"type": "integer"}},
-                        {"name": "cursor", "in": "query", "schema": _STR},
-                    ],
-                    "responses": {
-                        "200": _page("releases", "Release"),
-                        **_ERRORS,
-                    },
-                },
-            },
-            "/releases/{id_or_name}": {
-                "parameters": [
-                    {"name": "id_or_name", "in": "path", "required": True, "schema": _STR}
-                ],
-                "get": {
-                    "operationId": "getRelease",
-                    "summary": "One release with its deployments",
-                    "security": auth,
-                    "responses": {
-                        "200": {
-                            "description": "The release.",
-                            "content": {"application/json": {"schema": _ref("Release")}},
-                        },
-                        "404": _err("Unknown release."),
-                        **_ERRORS,
-                    },
-                },
-            },
+            **_resource_paths(),
         },
         "components": {
             "securitySchemes": {
@@ -565,46 +518,6 @@ def openapi_document(version: str) -> dict[str, Any]:
                 },
                 "access_token": {"type": "apiKey", "in": "query", "name": "access_token"},
             },
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": {
-                        "error": {
-                            "type": "object",
-                            "required": ["code", "message"],
-                            "properties": {
-                                "code": _STR,
-                                "message": _STR,
-                                "fields": {"type": "object", "additionalProperties": _STR},
-                            },
-                        }
-                    },
-                },
-                "Created": {
-                    "type": "object",
-                    "required": ["id"],
-                    "properties": {
-                        "id": {**_STR, "format": "uuid"},
-                        "ignored_fields": {"type": "array", "items": _STR},
-                    },
-                },
-                "DeploymentInput": _event_input("deployment"),
-                "BuildInput": _event_input("build"),
-                "Deployment": _event_output("deployment"),
-                "Build": _event_output("build"),
-                "Component": component_schema,
-                "ReleaseInput": {
-                    "type": "object",
-                    "required": ["name"],
-                    "properties": {
-                        "name": _STR,
-                        "description": _STR,
-                        "meta_data": {"type": "object"},
-                    },
-                },
-                "Release": release_schema,
-                "Delivery": _delivery_schema(),
-            },
+            "schemas": _schemas(),
         },
     }

@@ -12,9 +12,12 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from exporter.config import SETTINGS, Settings
+from gunicorn.app.base import BaseApplication
 
-log = logging.getLogger("releasebits")
+from exporter.app import create_app
+from exporter.settings import SETTINGS, Settings
+
+log = logging.getLogger(__name__)
 
 
 def _bind(settings: Settings) -> str:
@@ -26,9 +29,6 @@ def _bind(settings: Settings) -> str:
 
 def run_web(settings: Settings) -> None:
     """Serve the Flask app with gunicorn (gthread workers); returns when gunicorn stops."""
-    from gunicorn.app.base import BaseApplication
-
-    from exporter.app import create_app
 
     class _Gunicorn(BaseApplication):
         def load_config(self) -> None:

@@ -1,5 +1,5 @@
-"""The one background worker: an APScheduler 3 scheduler for heartbeat, housekeeping and
-(later) the pollers and outbox delivery."""
+"""The one background worker: heartbeat, housekeeping, the pollers and outbox delivery, each an
+APScheduler 3 job of one `Worker`, which owns everything they share (no module-level state)."""
 
 from __future__ import annotations
 
@@ -13,129 +13,150 @@ from typing import Any
 import requests
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from exporter.config import Settings
-from exporter.forwarders.outbox import deliver_job
+from exporter.forwarding.deliverer import Deliverer
 from exporter.http import make_session
-from exporter.pollers.jobs import poll_source
-from storage import outbox
-from storage import worker as worker_state
-from storage.db import thread_db
+from exporter.pollers.jobs import ErrorMemory, poll_source
+from exporter.pollers.sources import PollSource
+from exporter.settings import Settings
+from storage import heartbeat, idempotency, outbox
+from storage.db import Store, thread_store
 
 log = logging.getLogger(__name__)
 
 
-def heartbeat_job(settings: Settings) -> None:
-    try:
-        worker_state.heartbeat(
-            thread_db(settings.db, synchronous=settings.sqlite_synchronous), os.getpid()
+class Worker:
+    """The scheduler and what its jobs share: one HTTP session per source (jobs of a source
+    never overlap), the poll error memory, and the outbox deliverer."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.sessions: dict[str, requests.Session] = {}
+        self.memory = ErrorMemory()
+        self.deliverer = Deliverer(settings) if settings.forward_targets else None
+        self.scheduler = BlockingScheduler(
+            timezone=UTC,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
         )
-    except Exception:  # job boundary: log, keep the scheduler alive
-        log.exception("heartbeat failed")
 
+    def store(self) -> Store:
+        s = self.settings
+        return thread_store(s.db, synchronous=s.sqlite_synchronous)
 
-def housekeeping_job(settings: Settings) -> None:
-    try:
-        db = thread_db(settings.db, synchronous=settings.sqlite_synchronous)
-        removed = worker_state.expire_idempotency_keys(db, settings.idempotency_ttl_hours * 3600)
-        if removed:
-            log.info("expired %d idempotency keys", removed)
-        pruned = outbox.prune_delivered(db, time.time() - settings.forward_keep_days * 86400)
-        if pruned:
-            log.info("removed %d delivered outbox rows older than %d days", pruned,
-                     settings.forward_keep_days)  # fmt: skip
-    except Exception:  # job boundary
-        log.exception("housekeeping failed")
+    # --- jobs: each is a job boundary (logs, keeps the scheduler alive) ---------------------
 
+    def heartbeat(self) -> None:
+        try:
+            heartbeat.beat(self.store(), os.getpid())
+        except Exception:
+            log.exception("heartbeat failed")
 
-def poll_job(settings: Settings, name: str) -> None:
-    """One source's scheduled poll; poll_source records any failure as source_up=0."""
-    source = settings.source(name)
-    if source is None:
-        return
-    session = _sessions.get(name)
-    if session is None:
-        session = _sessions[name] = make_session()
-    try:
-        poll_source(
-            thread_db(settings.db, synchronous=settings.sqlite_synchronous), source, session
-        )
-    except Exception:  # storage failed while recording: log, keep the scheduler alive
-        log.exception("poll of source %r could not be recorded", name)
+    def housekeeping(self) -> None:
+        s = self.settings
+        try:
+            db = self.store()
+            removed = idempotency.expire(db, s.idempotency_ttl_hours * 3600)
+            if removed:
+                log.info("expired %d idempotency keys", removed)
+            pruned = outbox.prune_delivered(db, time.time() - s.forward_keep_days * 86400)
+            if pruned:
+                log.info(
+                    "removed %d delivered outbox rows older than %d days",
+                    pruned,
+                    s.forward_keep_days,
+                )
+        except Exception:
+            log.exception("housekeeping failed")
 
+    def poll(self, name: str) -> None:
+        """One source's scheduled poll; poll_source records any failure as source_up=0."""
+        source = self.settings.source(name)
+        if not isinstance(source, PollSource):
+            return
+        session = self.sessions.get(name)
+        if session is None:
+            session = self.sessions[name] = make_session()
+        try:
+            poll_source(self.store(), source, session, memory=self.memory)
+        except Exception:  # storage failed while recording
+            log.exception("poll of source %r could not be recorded", name)
 
-_sessions: dict[str, requests.Session] = {}  # one per source: jobs of a source never overlap
+    def deliver(self) -> None:
+        """Deliver what is due; rows stay in the outbox whatever goes wrong."""
+        if self.deliverer is None:
+            return
+        try:
+            self.deliverer.run(self.store())
+        except Exception:
+            log.exception("outbox delivery run failed")
 
+    # --- schedule ---------------------------------------------------------------------------
 
-def build_scheduler(settings: Settings) -> BlockingScheduler:
-    scheduler = BlockingScheduler(
-        timezone=UTC,
-        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
-    )
-    now = datetime.now(UTC)
-    scheduler.add_job(
-        heartbeat_job,
-        "interval",
-        seconds=settings.worker_heartbeat_seconds,
-        args=[settings],
-        id="heartbeat",
-        replace_existing=True,
-        next_run_time=now,
-    )
-    scheduler.add_job(
-        housekeeping_job,
-        "interval",
-        hours=1,
-        args=[settings],
-        id="housekeeping",
-        replace_existing=True,
-        next_run_time=now,
-    )
-    for source in settings.sources:
-        scheduler.add_job(
-            poll_job,
+    def schedule(self) -> None:
+        now = datetime.now(UTC)
+        every = self.scheduler.add_job
+        s = self.settings
+        every(
+            self.heartbeat,
             "interval",
-            seconds=source.interval_seconds,
-            args=[settings, source.name],
-            id=f"poll:{source.name}",
-            name=f"poll {source.kind} source {source.name}",
+            seconds=s.worker_heartbeat_seconds,
+            id="heartbeat",
             replace_existing=True,
             next_run_time=now,
-            misfire_grace_time=max(60, source.interval_seconds),
         )
-        log.info(
-            "polling %s source %r every %ds", source.kind, source.name, source.interval_seconds
-        )
-    if settings.forward_targets:
-        # Runs while deliveries are due (bounded), then every second: a new event waits ~1 s.
-        scheduler.add_job(
-            deliver_job,
+        every(
+            self.housekeeping,
             "interval",
-            seconds=1,
-            args=[settings],
-            id="outbox",
-            name="deliver the forwarding outbox",
+            hours=1,
+            id="housekeeping",
             replace_existing=True,
             next_run_time=now,
-            max_instances=1,
-            coalesce=True,
         )
-        log.info(
-            "forwarding to %s",
-            ", ".join(f"{t.kind} target {t.name!r}" for t in settings.forward_targets),
-        )
-    return scheduler
+        for source in s.sources:
+            every(
+                self.poll,
+                "interval",
+                seconds=source.interval_seconds,
+                args=[source.name],
+                id=f"poll:{source.name}",
+                name=f"poll {source.kind} source {source.name}",
+                replace_existing=True,
+                next_run_time=now,
+                misfire_grace_time=max(60, source.interval_seconds),
+            )
+            log.info(
+                "polling %s source %r every %ds", source.kind, source.name, source.interval_seconds
+            )
+        if self.deliverer is not None:
+            # Runs while deliveries are due (bounded), then every second: a new event waits ~1 s.
+            every(
+                self.deliver,
+                "interval",
+                seconds=1,
+                id="outbox",
+                name="deliver the forwarding outbox",
+                replace_existing=True,
+                next_run_time=now,
+            )
+            targets = ", ".join(f"{t.kind} target {t.name!r}" for t in s.forward_targets)
+            log.info("forwarding to %s", targets)
+
+    def run(self) -> int:
+        """Run until SIGTERM or SIGINT; returns the exit status."""
+        self.schedule()
+
+        def _stop(signum: int, _frame: Any) -> None:
+            log.info("worker stopping (signal %d)", signum)
+            self.scheduler.shutdown(wait=False)
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        log.info("background worker started (pid %d)", os.getpid())
+        self.scheduler.start()
+        if self.deliverer is not None:
+            self.deliverer.close()
+        log.info("background worker stopped")
+        return 0
 
 
 def run_worker(settings: Settings) -> int:
-    scheduler = build_scheduler(settings)
-
-    def _stop(signum: int, _frame: Any) -> None:
-        log.info("worker stopping (signal %d)", signum)
-        scheduler.shutdown(wait=False)
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    log.info("background worker started (pid %d)", os.getpid())
-    scheduler.start()
-    log.info("background worker stopped")
-    return 0
+    return Worker(settings).run()

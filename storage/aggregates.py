@@ -1,4 +1,5 @@
-"""Reads of the pre-aggregated rows for /metrics: cost grows with series, not stored events."""
+"""Pre-aggregated rows: updated in each event's transaction, read by /metrics in one snapshot, so
+a scrape costs O(series) and never scans events."""
 
 from __future__ import annotations
 
@@ -6,9 +7,94 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import sqlite_utils
+from storage.db import Store
 
-from storage.events import DURATION_BUCKETS
+# Upper bounds in seconds: CI steps take seconds, rollouts up to an hour or more.
+DURATION_BUCKETS: tuple[float, ...] = (
+    1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0,
+)  # fmt: skip
+
+
+def add_event(tx: Store, kind: str, row: dict[str, Any]) -> None:
+    """Count one stored event (a deployments/builds row) into every aggregate it touches."""
+    stage = row.get("stage") or ""
+    tx.execute(
+        "INSERT INTO event_stats (kind, component, stage, result_class, count, last_ts) "
+        "VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT(kind, component, stage, result_class) "
+        "DO UPDATE SET count = count + 1, last_ts = max(last_ts, excluded.last_ts)",
+        [kind, row["component"], stage, row["result_class"], row["finished_ts"]],
+    )
+    if row["duration_seconds"] is not None:
+        _add_duration(tx, kind, row["component"], stage, row["duration_seconds"])
+    if kind == "deployment" and row["result_class"] == "success":
+        _advance_current_version(tx, row)
+    elif kind == "build":
+        _advance_last_build(tx, row)
+
+
+def _add_duration(tx: Store, kind: str, component: str, stage: str, duration: float) -> None:
+    found = tx.one(
+        "SELECT buckets, sum, count FROM duration_stats "
+        "WHERE kind = ? AND component = ? AND stage = ?",
+        [kind, component, stage],
+    )
+    buckets = json.loads(found[0]) if found else [0] * (len(DURATION_BUCKETS) + 1)
+    index = next(
+        (i for i, bound in enumerate(DURATION_BUCKETS) if duration <= bound),
+        len(DURATION_BUCKETS),
+    )
+    buckets[index] += 1
+    tx.execute(
+        "INSERT INTO duration_stats (kind, component, stage, buckets, sum, count) "
+        "VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT(kind, component, stage) DO UPDATE SET "
+        "buckets = excluded.buckets, sum = sum + excluded.sum, count = count + 1",
+        [kind, component, stage, json.dumps(buckets), duration],
+    )
+
+
+def _advance_current_version(tx: Store, row: dict[str, Any]) -> None:
+    """Only a newer successful deployment changes what runs: a late or backfilled event (older
+    finished_at) is counted but never makes an old version "current"."""
+    component, stage, finished_ts = row["component"], row["stage"], row["finished_ts"]
+    current = tx.one(
+        "SELECT version, finished_ts, since_ts FROM current_versions "
+        "WHERE component = ? AND stage = ?",
+        [component, stage],
+    )
+    if current is not None and finished_ts < current[1]:
+        return
+    since = current[2] if current is not None and current[0] == row["version"] else finished_ts
+    tx.execute(
+        "INSERT INTO current_versions "
+        "(component, stage, version, commit_sha, deployment_id, finished_ts, since_ts) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(component, stage) DO UPDATE SET "
+        "version = excluded.version, commit_sha = excluded.commit_sha, "
+        "deployment_id = excluded.deployment_id, finished_ts = excluded.finished_ts, "
+        "since_ts = excluded.since_ts",
+        [component, stage, row["version"], row["commit_sha"], row["id"], finished_ts, since],
+    )
+
+
+def _advance_last_build(tx: Store, row: dict[str, Any]) -> None:
+    """The newest build by finished_at, whatever order builds arrive in."""
+    last = tx.one("SELECT finished_ts FROM last_builds WHERE component = ?", [row["component"]])
+    if last is not None and row["finished_ts"] < last[0]:
+        return
+    tx.execute(
+        "INSERT INTO last_builds "
+        "(component, build_id, version, result, result_class, finished_ts) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(component) DO UPDATE SET "
+        "build_id = excluded.build_id, version = excluded.version, result = excluded.result, "
+        "result_class = excluded.result_class, finished_ts = excluded.finished_ts",
+        [
+            row["component"],
+            row["id"],
+            row["version"],
+            row["result"],
+            row["result_class"],
+            row["finished_ts"],
+        ],
+    )
 
 
 @dataclass(frozen=True)
@@ -32,42 +118,33 @@ _TRACKED = (
 )
 
 
-def snapshot(db: sqlite_utils.Database, *, max_components: int, max_stages: int) -> Snapshot:
+def snapshot(store: Store, *, max_components: int, max_stages: int) -> Snapshot:
     """Rows for components and stages within the cardinality limits (first seen first),
     sorted by labels so that consecutive scrapes list series in the same order."""
     params = {"max_components": max_components, "max_stages": max_stages}
-    conn = db.conn
-    # One read transaction: every family of a scrape sees the same committed state.
-    started = not conn.in_transaction
-    if started:
-        conn.execute("BEGIN")
-    try:
-        stats = list(db.query("SELECT t.* FROM event_stats t" + _TRACKED, params))
-        durations = []
-        for row in db.query(
+    with store.snapshot():
+        stats = store.query("SELECT t.* FROM event_stats t" + _TRACKED, params)
+        durations = store.query(
             "SELECT t.* FROM duration_stats t" + _TRACKED + " ORDER BY t.component, t.stage", params
-        ):
-            row["buckets"] = json.loads(row["buckets"])
-            durations.append(row)
-        current = list(
-            db.query(
-                "SELECT t.* FROM current_versions t" + _TRACKED + " ORDER BY t.component, t.stage",
-                params,
-            )
         )
-        overflow = {r[0]: r[1] for r in conn.execute("SELECT dimension, count FROM overflow")}
-        n_components = conn.execute("SELECT count(*) FROM components").fetchone()[0]
-        n_releases = conn.execute("SELECT count(*) FROM releases").fetchone()[0]
-        hb = conn.execute("SELECT updated_at FROM worker_state WHERE name = 'heartbeat'").fetchone()
-    finally:
-        if started:
-            conn.execute("COMMIT")
+        for row in durations:
+            row["buckets"] = json.loads(row["buckets"])
+        current = store.query(
+            "SELECT t.* FROM current_versions t" + _TRACKED + " ORDER BY t.component, t.stage",
+            params,
+        )
+        overflow = {r["dimension"]: r["count"] for r in store.query("SELECT * FROM overflow")}
+        counts = store.one(
+            "SELECT (SELECT count(*) FROM components), (SELECT count(*) FROM releases), "
+            "(SELECT updated_at FROM worker_state WHERE name = 'heartbeat')"
+        )
+    assert counts is not None  # a SELECT without FROM always answers one row
     return Snapshot(
         event_stats=stats,
         durations=durations,
         current_versions=current,
         overflow=overflow,
-        components=n_components,
-        releases=n_releases,
-        worker_heartbeat=hb[0] if hb else None,
+        components=counts[0],
+        releases=counts[1],
+        worker_heartbeat=counts[2],
     )

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlite_utils
-
+from storage.db import Store
+from storage.pagination import Keyset, page
 from storage.timestamps import iso_ts
 
+BY_SLUG = Keyset(columns=("slug",), keys=("slug",), descending=False)
 
-def _summaries(db: sqlite_utils.Database, slugs: list[str]) -> list[dict[str, Any]]:
+
+def _summaries(db: Store, slugs: list[str]) -> list[dict[str, Any]]:
     if not slugs:
         return []
     marks = ",".join("?" for _ in slugs)
@@ -52,23 +54,20 @@ def _summaries(db: sqlite_utils.Database, slugs: list[str]) -> list[dict[str, An
 
 
 def list_components(
-    db: sqlite_utils.Database, *, limit: int = 100, after: str | None = None
+    store: Store, *, limit: int = 100, after: str | None = None
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Components ordered by slug; returns the page and the next cursor (a slug) if any."""
-    params: list[Any] = []
-    sql = "SELECT slug FROM components"
-    if after is not None:
-        sql += " WHERE slug > ?"
-        params.append(after)
-    sql += " ORDER BY slug LIMIT ?"
-    params.append(limit + 1)
-    slugs = [r[0] for r in db.execute(sql, params).fetchall()]
-    more = len(slugs) > limit
-    slugs = slugs[:limit]
-    return _summaries(db, slugs), (slugs[-1] if more and slugs else None)
+    rows, cursor = page(
+        store,
+        "SELECT slug FROM components",
+        BY_SLUG,
+        after=(after,) if after is not None else None,
+        limit=limit,
+    )
+    return _summaries(store, [r["slug"] for r in rows]), (cursor[0] if cursor else None)
 
 
-def get_component(db: sqlite_utils.Database, slug: str) -> dict[str, Any] | None:
+def get_component(db: Store, slug: str) -> dict[str, Any] | None:
     row = db.execute("SELECT slug, created_at FROM components WHERE slug = ?", [slug]).fetchone()
     if row is None:
         return None
@@ -77,14 +76,14 @@ def get_component(db: sqlite_utils.Database, slug: str) -> dict[str, Any] | None
     return summary
 
 
-def current_version(db: sqlite_utils.Database, slug: str, stage: str) -> dict[str, Any] | None:
+def current_version(db: Store, slug: str, stage: str) -> dict[str, Any] | None:
     rows = list(
         db.query("SELECT * FROM current_versions WHERE component = ? AND stage = ?", [slug, stage])
     )
     return rows[0] if rows else None
 
 
-def current_versions_of(db: sqlite_utils.Database, slugs: list[str]) -> list[dict[str, Any]]:
+def current_versions_of(db: Store, slugs: list[str]) -> list[dict[str, Any]]:
     """Current version rows of the given components, every stage."""
     if not slugs:
         return []
@@ -98,7 +97,7 @@ def current_versions_of(db: sqlite_utils.Database, slugs: list[str]) -> list[dic
 
 
 def previous_version(
-    db: sqlite_utils.Database, slug: str, stage: str, current: str, before_ts: float
+    db: Store, slug: str, stage: str, current: str, before_ts: float
 ) -> str | None:
     """The version successfully deployed to component/stage before `current` became current."""
     row = db.execute(
@@ -110,16 +109,16 @@ def previous_version(
     return str(row[0]) if row else None
 
 
-def last_build(db: sqlite_utils.Database, slug: str) -> dict[str, Any] | None:
+def last_build(db: Store, slug: str) -> dict[str, Any] | None:
     rows = list(db.query("SELECT * FROM last_builds WHERE component = ?", [slug]))
     return rows[0] if rows else None
 
 
-def exists(db: sqlite_utils.Database, slug: str) -> bool:
+def exists(db: Store, slug: str) -> bool:
     return db.execute("SELECT 1 FROM components WHERE slug = ?", [slug]).fetchone() is not None
 
 
-def has_stage(db: sqlite_utils.Database, slug: str, stage: str) -> bool:
+def has_stage(db: Store, slug: str, stage: str) -> bool:
     """Whether any deployment of the component, whatever its result, went to `stage`."""
     row = db.execute(
         "SELECT 1 FROM deployments WHERE component = ? AND stage = ? LIMIT 1", [slug, stage]
@@ -127,9 +126,7 @@ def has_stage(db: sqlite_utils.Database, slug: str, stage: str) -> bool:
     return row is not None
 
 
-def versions_deployed_since(
-    db: sqlite_utils.Database, slug: str, stage: str, since_ts: float
-) -> int:
+def versions_deployed_since(db: Store, slug: str, stage: str, since_ts: float) -> int:
     """Distinct versions successfully deployed to component/stage since `since_ts`.
 
     Deployments are recorded per host, so counting rows would make one rollout to ten hosts

@@ -1,4 +1,9 @@
-"""Opening the SQLite database: pragmas, migrations, and the write-transaction helper."""
+"""The `Store`: the one handle every storage function takes (SQLite: WAL, pragmas, write lock).
+
+Storage modules write SQL against a `Store` and nothing else: `execute`, `query`, `write` (a
+group-committed write transaction), `transaction` (a plain write transaction) and `snapshot`
+(one consistent read). That small surface is the seam a second backend plugs into.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,8 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext, suppress
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -19,51 +24,22 @@ from storage.migrations import migrations
 BUSY_TIMEOUT_MS = 10_000
 _local = threading.local()
 
+T = TypeVar("T")
+Params = Sequence[Any] | Mapping[str, Any]
+
 
 class StorageError(Exception):
     """The database could not be opened or used."""
-
-
-T = TypeVar("T")
 
 
 @dataclass(eq=False)
 class _Pending:
     """A function waiting for the next group commit, and what became of it."""
 
-    fn: Callable[[Any], Any]
+    fn: Callable[[Store], Any]
     done: bool = False
     result: Any = None
     error: BaseException | None = None
-
-
-def _commit_batch(db: sqlite_utils.Database, batch: list[_Pending]) -> None:
-    conn = db.conn
-    began = False
-    try:
-        if conn.in_transaction:
-            raise StorageError("a group commit cannot start inside an open transaction")
-        conn.execute("BEGIN IMMEDIATE")
-        began = True
-        for item in batch:
-            conn.execute("SAVEPOINT releasebits_write")
-            try:
-                item.result = item.fn(db)
-            except BaseException as exc:  # the caller's own error: undo its writes only
-                conn.execute("ROLLBACK TO releasebits_write")
-                item.error = exc
-            conn.execute("RELEASE releasebits_write")
-        conn.execute("COMMIT")
-    except BaseException as exc:  # BEGIN or COMMIT failed: nothing of the batch is stored
-        if began and conn.in_transaction:
-            with suppress(sqlite3.Error):  # the callers get the original error either way
-                conn.execute("ROLLBACK")
-        for item in batch:
-            if item.error is None:
-                item.error = exc
-    finally:
-        for item in batch:
-            item.done = True
 
 
 class WriteLock:
@@ -110,8 +86,8 @@ class WriteLock:
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
 
-    def run(self, db: sqlite_utils.Database, fn: Callable[[sqlite_utils.Database], T]) -> T:
-        """Run `fn(db)` in a committed write transaction, sharing the commit with concurrent
+    def run(self, store: Store, fn: Callable[[Store], T]) -> T:
+        """Run `fn(store)` in a committed write transaction, sharing the commit with concurrent
         callers (group commit).
 
         With synchronous=FULL every COMMIT is an fsync, and under concurrent ingest writers
@@ -120,7 +96,7 @@ class WriteLock:
         connection, each inside a SAVEPOINT (an exception undoes only that function's writes
         and is raised in its own caller), and commits once. Nobody returns before the COMMIT
         that holds their writes, so an acknowledgement still means "on disk". `fn` must only
-        use the connection it is given: it may run on another thread.
+        use the store it is given: it may run on another thread.
         """
         item = _Pending(fn)
         with self._queue_guard:
@@ -130,10 +106,39 @@ class WriteLock:
                 with self._queue_guard:
                     batch, self._queue = self._queue, []
                 with self._file_locked():
-                    _commit_batch(db, batch)
+                    _commit_batch(store, batch)
         if item.error is not None:
             raise item.error
         return cast(T, item.result)
+
+
+def _commit_batch(store: Store, batch: list[_Pending]) -> None:
+    conn = store.conn
+    began = False
+    try:
+        if conn.in_transaction:
+            raise StorageError("a group commit cannot start inside an open transaction")
+        conn.execute("BEGIN IMMEDIATE")
+        began = True
+        for item in batch:
+            conn.execute("SAVEPOINT releasebits_write")
+            try:
+                item.result = item.fn(store)
+            except BaseException as exc:  # the caller's own error: undo its writes only
+                conn.execute("ROLLBACK TO releasebits_write")
+                item.error = exc
+            conn.execute("RELEASE releasebits_write")
+        conn.execute("COMMIT")
+    except BaseException as exc:  # BEGIN or COMMIT failed: nothing of the batch is stored
+        if began and conn.in_transaction:
+            with suppress(sqlite3.Error):  # the callers get the original error either way
+                conn.execute("ROLLBACK")
+        for item in batch:
+            if item.error is None:
+                item.error = exc
+    finally:
+        for item in batch:
+            item.done = True
 
 
 _write_locks: dict[str, WriteLock] = {}
@@ -149,15 +154,94 @@ def _write_lock(path: Path) -> WriteLock:
         return lock
 
 
-class Store(sqlite_utils.Database):
-    """A sqlite_utils.Database that knows the write lock of its file."""
+class Store:
+    """One open connection to the database, and the only way storage functions reach it.
 
-    write_lock: WriteLock
+    Connections are per thread (sqlite3 objects are); `thread_store()` keeps one per thread.
+    """
+
+    def __init__(self, path: Path, conn: sqlite3.Connection):
+        self.path = path
+        self.conn = conn
+        self.write_lock = _write_lock(path)
+        self._db = sqlite_utils.Database(conn, execute_plugins=False)
+
+    # --- statements ------------------------------------------------------------------------
+
+    def execute(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.conn.executemany(sql, rows)
+
+    def query(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
+        """Every row of a SELECT as a dict keyed by column name."""
+        return list(self._db.query(sql, params if isinstance(params, Sequence) else dict(params)))
+
+    def one(self, sql: str, params: Params = ()) -> tuple[Any, ...] | None:
+        """The first row of a SELECT as a tuple, or None."""
+        row = self.conn.execute(sql, params).fetchone()
+        return cast("tuple[Any, ...] | None", row)
+
+    # --- transactions ----------------------------------------------------------------------
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.conn.in_transaction
+
+    def write(self, fn: Callable[[Store], T]) -> T:
+        """`fn(store)` in a committed write transaction, group-committed with concurrent callers
+        of the same process (see WriteLock.run). `fn` must use only the store it is given."""
+        return self.write_lock.run(self, fn)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Store]:
+        """BEGIN IMMEDIATE ... COMMIT under the write lock: read-then-write steps (idempotency
+        checks, claims, aggregate updates) cannot race another process."""
+        if self.conn.in_transaction:
+            raise StorageError("write transactions do not nest")
+        with self.write_lock.held():
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+            else:
+                self.conn.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Store]:
+        """One read transaction: every query inside sees the same committed state."""
+        started = not self.conn.in_transaction
+        if started:
+            self.conn.execute("BEGIN")
+        try:
+            yield self
+        finally:
+            if started and self.conn.in_transaction:
+                self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        """Abandon a transaction a failed request left open (nothing of it is kept)."""
+        if self.conn.in_transaction:
+            self.conn.rollback()
+
+    def migrate(self) -> None:
+        migrations.apply(self._db)
+
+    def applied_migrations(self) -> list[str]:
+        return [m.name for m in migrations.applied(self._db)]
+
+    def table_names(self) -> list[str]:
+        return list(self._db.table_names())
+
+    def close(self) -> None:
+        self.conn.close()
 
 
-def open_db(
-    path: str | Path, *, synchronous: str = "full", migrate: bool = False
-) -> sqlite_utils.Database:
+def open_db(path: str | Path, *, synchronous: str = "full", migrate: bool = False) -> Store:
     """Open a connection with ReleaseBits' pragmas; optionally apply pending migrations."""
     path = Path(path)
     if path.parent and not path.parent.exists():
@@ -174,58 +258,27 @@ def open_db(
         conn.execute("PRAGMA foreign_keys = ON")
     except sqlite3.Error as exc:
         raise StorageError(f"cannot open database {path}: {exc}") from exc
-    db = Store(conn, execute_plugins=False)
-    db.write_lock = _write_lock(path)
+    store = Store(path, conn)
     if migrate:
-        migrations.apply(db)
-    return db
+        store.migrate()
+    return store
 
 
-def thread_db(path: str | Path, *, synchronous: str = "full") -> sqlite_utils.Database:
+def thread_store(path: str | Path, *, synchronous: str = "full") -> Store:
     """One long-lived connection per thread and database path (sqlite3 objects are per-thread)."""
-    cache: dict[tuple[str, str], sqlite_utils.Database] | None = getattr(_local, "dbs", None)
+    cache: dict[tuple[str, str], Store] | None = getattr(_local, "stores", None)
     if cache is None:
-        cache = _local.dbs = {}
+        cache = _local.stores = {}
     key = (str(path), synchronous)
-    db = cache.get(key)
-    if db is None:
-        db = cache[key] = open_db(path, synchronous=synchronous)
-    return db
+    store = cache.get(key)
+    if store is None:
+        store = cache[key] = open_db(path, synchronous=synchronous)
+    return store
 
 
-@contextmanager
-def write_transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
-    """BEGIN IMMEDIATE ... COMMIT: take the write lock up front so read-then-write steps
-    (idempotency checks, aggregate updates) cannot race another process."""
-    conn = db.conn
-    if conn.in_transaction:
-        raise StorageError("write_transaction does not nest")
-    lock = getattr(db, "write_lock", None)
-    with lock.held() if lock is not None else nullcontext():
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        else:
-            conn.execute("COMMIT")
-
-
-def run_write(db: sqlite_utils.Database, fn: Callable[[sqlite_utils.Database], T]) -> T:
-    """`fn(db)` in a committed write transaction, group-committed with concurrent callers of
-    the same process (see WriteLock.run). `fn` must use only the connection it is given."""
-    lock: WriteLock | None = getattr(db, "write_lock", None)
-    if lock is None:
-        with write_transaction(db):
-            return fn(db)
-    return lock.run(db, fn)
-
-
-def close_thread_dbs() -> None:
+def close_thread_stores() -> None:
     """Close this thread's cached connections (tests, and workers that switch databases)."""
-    cache = getattr(_local, "dbs", None) or {}
-    for db in cache.values():
-        db.close()
+    cache = getattr(_local, "stores", None) or {}
+    for store in cache.values():
+        store.close()
     cache.clear()

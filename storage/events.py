@@ -4,34 +4,19 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import sqlite_utils
-
-from storage import outbox
-from storage.db import run_write
+from storage import aggregates, outbox, releases
+from storage import idempotency as idempotency_keys
+from storage.db import Store
+from storage.idempotency import Idempotency
+from storage.pagination import Keyset, page
 from storage.timestamps import iso_datetime
 
-KINDS = ("deployment", "build")
 TABLE = {"deployment": "deployments", "build": "builds"}
-
-# Upper bounds in seconds: CI steps take seconds, rollouts up to an hour or more.
-DURATION_BUCKETS: tuple[float, ...] = (
-    1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0,
-)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Idempotency:
-    """An Idempotency-Key with the hash of the request it came with."""
-
-    scope: str
-    key: str
-    request_hash: str
-    ttl_seconds: float
 
 
 @dataclass(frozen=True)
@@ -54,37 +39,8 @@ class Outcome:
     component_created: bool = False
 
 
-def _get_or_create(
-    db: sqlite_utils.Database, table: str, column: str, value: str
-) -> tuple[int, bool]:
-    row = db.execute(f"SELECT id FROM {table} WHERE {column} = ?", [value]).fetchone()
-    if row:
-        return row[0], False
-    cursor = db.execute(
-        f"INSERT INTO {table} ({column}, created_at) VALUES (?, ?)",
-        [value, time.time()],
-    )
-    return int(cursor.lastrowid or 0), True
-
-
-def _release_id(db: sqlite_utils.Database, name: str, forward: outbox.Router | None = None) -> str:
-    row = db.execute("SELECT id FROM releases WHERE name = ?", [name]).fetchone()
-    if row:
-        return str(row[0])
-    rid = str(uuid.uuid4())
-    now = time.time()
-    db.execute(
-        "INSERT INTO releases (id, name, meta_data, created_at) VALUES (?, ?, '{}', ?)",
-        [rid, name, now],
-    )
-    if forward is not None:
-        targets = forward("release", None, {"name": name})
-        outbox.enqueue(db, "release", rid, None, targets, now)
-    return rid
-
-
 def record_event(
-    db: sqlite_utils.Database,
+    store: Store,
     kind: str,
     component: str,
     event: dict[str, Any],
@@ -104,169 +60,101 @@ def record_event(
     now = time.time()
 
     # Runs inside the write transaction, possibly on another request's thread and connection
-    # (group commit): it must use only the `db` it is given.
-    def work(db: sqlite_utils.Database) -> Outcome:
+    # (group commit): it must use only the store it is given.
+    def work(tx: Store) -> Outcome:
         if idempotency is not None:
-            row = db.execute(
-                "SELECT request_hash, status, body FROM idempotency_keys "
-                "WHERE scope = ? AND key = ? AND created_at > ?",
-                [idempotency.scope, idempotency.key, now - idempotency.ttl_seconds],
-            ).fetchone()
-            if row is not None:
-                if row[0] != idempotency.request_hash:
-                    return Outcome(409, {}, conflict=True)
-                return Outcome(int(row[1]), json.loads(row[2]))
+            earlier = idempotency_keys.replay(tx, idempotency, now)
+            if earlier is not None:
+                return Outcome(earlier.status, earlier.body, conflict=earlier.conflict)
         outcome = Outcome(201, body, created=True)
-        component_rank, component_new = _get_or_create(db, "components", "slug", component)
-        if component_rank > limits.max_components:
-            outcome.overflow.append("component")
-        stage = event.get("stage") or ""
-        if kind == "deployment":
-            stage_rank, _ = _get_or_create(db, "stages", "name", stage)
-            if stage_rank > limits.max_stages:
-                outcome.overflow.append("stage")
-        finished: datetime = event["finished_at"]
-        started: datetime | None = event.get("started_at")
-        finished_ts = finished.timestamp()
-        duration = (finished - started).total_seconds() if started is not None else None
-        row_values: dict[str, Any] = {
-            "id": event_id,
-            "component": component,
-            "version": event["version"],
-            "result": event.get("result"),
-            "result_class": event["result_class"],
-            "started_at": iso_datetime(started) if started is not None else None,
-            "finished_at": iso_datetime(finished),
-            "finished_ts": finished_ts,
-            "duration_seconds": duration,
-            "commit_sha": event.get("commit_sha"),
-            "code_name": event.get("code_name"),
-            "branch": event.get("branch"),
-            "tag": event.get("tag"),
-            "meta_data": json.dumps(event.get("meta_data") or {}, ensure_ascii=False),
-            "received_at": now,
-        }
-        if kind == "deployment":
-            row_values["stage"] = stage
-            row_values["host"] = event.get("host")
-            release = event.get("release")
-            row_values["release_id"] = _release_id(db, release, forward) if release else None
-        else:
-            row_values["url"] = event.get("url")
-        columns = ", ".join(row_values)
-        marks = ", ".join("?" for _ in row_values)
-        db.execute(
-            f"INSERT INTO {TABLE[kind]} ({columns}) VALUES ({marks})",
-            list(row_values.values()),
-        )
-        _update_aggregates(db, kind, component, stage, event, event_id, finished_ts, duration)
+        outcome.component_created = _track_labels(tx, kind, component, event, limits, outcome, now)
+        row = _insert(tx, kind, component, event, event_id, forward, now)
+        aggregates.add_event(tx, kind, row)
         if forward is not None:
-            outbox.enqueue(db, kind, event_id, component, forward(kind, component, event), now)
-        for dimension in outcome.overflow:
-            db.execute(
-                "INSERT INTO overflow (dimension, count) VALUES (?, 1) "
-                "ON CONFLICT(dimension) DO UPDATE SET count = count + 1",
-                [dimension],
-            )
+            outbox.enqueue(tx, kind, event_id, component, forward(kind, component, event), now)
         if idempotency is not None:
-            db.execute(
-                "INSERT OR REPLACE INTO idempotency_keys "
-                "(scope, key, request_hash, status, body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    idempotency.scope,
-                    idempotency.key,
-                    idempotency.request_hash,
-                    201,
-                    json.dumps(body),
-                    now,
-                ],
-            )
-        outcome.component_created = component_new
+            idempotency_keys.remember(tx, idempotency, 201, body, now)
         return outcome
 
-    return run_write(db, work)
+    return store.write(work)
 
 
-def _update_aggregates(
-    db: sqlite_utils.Database,
+def _rank(tx: Store, table: str, column: str, value: str, now: float) -> tuple[int, bool]:
+    """The order of first sight of a component or stage (its cardinality rank), and whether
+    this event is the first."""
+    row = tx.one(f"SELECT id FROM {table} WHERE {column} = ?", [value])
+    if row:
+        return int(row[0]), False
+    cursor = tx.execute(f"INSERT INTO {table} ({column}, created_at) VALUES (?, ?)", [value, now])
+    return int(cursor.lastrowid or 0), True
+
+
+def _track_labels(
+    tx: Store,
     kind: str,
     component: str,
-    stage: str,
+    event: dict[str, Any],
+    limits: Limits,
+    outcome: Outcome,
+    now: float,
+) -> bool:
+    """Rank the event's component (and stage); count it when past the export limits."""
+    rank, created = _rank(tx, "components", "slug", component, now)
+    if rank > limits.max_components:
+        outcome.overflow.append("component")
+    if kind == "deployment":
+        stage_rank, _ = _rank(tx, "stages", "name", event.get("stage") or "", now)
+        if stage_rank > limits.max_stages:
+            outcome.overflow.append("stage")
+    for dimension in outcome.overflow:
+        tx.execute(
+            "INSERT INTO overflow (dimension, count) VALUES (?, 1) "
+            "ON CONFLICT(dimension) DO UPDATE SET count = count + 1",
+            [dimension],
+        )
+    return created
+
+
+def _insert(
+    tx: Store,
+    kind: str,
+    component: str,
     event: dict[str, Any],
     event_id: str,
-    finished_ts: float,
-    duration: float | None,
-) -> None:
-    rclass = event["result_class"]
-    db.execute(
-        "INSERT INTO event_stats (kind, component, stage, result_class, count, last_ts) "
-        "VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT(kind, component, stage, result_class) "
-        "DO UPDATE SET count = count + 1, last_ts = max(last_ts, excluded.last_ts)",
-        [kind, component, stage, rclass, finished_ts],
-    )
-    if duration is not None:
-        row = db.execute(
-            "SELECT buckets, sum, count FROM duration_stats "
-            "WHERE kind = ? AND component = ? AND stage = ?",
-            [kind, component, stage],
-        ).fetchone()
-        buckets = json.loads(row[0]) if row else [0] * (len(DURATION_BUCKETS) + 1)
-        index = next(
-            (i for i, bound in enumerate(DURATION_BUCKETS) if duration <= bound),
-            len(DURATION_BUCKETS),
-        )
-        buckets[index] += 1
-        db.execute(
-            "INSERT OR REPLACE INTO duration_stats (kind, component, stage, buckets, sum, count) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                kind,
-                component,
-                stage,
-                json.dumps(buckets),
-                (row[1] if row else 0.0) + duration,
-                (row[2] if row else 0) + 1,
-            ],
-        )
-    if kind == "deployment" and rclass == "success":
-        # Only a newer successful deployment changes what runs: a late or backfilled event
-        # (older finished_at) is counted but never makes an old version "current".
-        current = db.execute(
-            "SELECT version, finished_ts, since_ts FROM current_versions "
-            "WHERE component = ? AND stage = ?",
-            [component, stage],
-        ).fetchone()
-        if current is None or finished_ts >= current[1]:
-            since = (
-                current[2]
-                if current is not None and current[0] == event["version"]
-                else finished_ts
-            )
-            db.execute(
-                "INSERT OR REPLACE INTO current_versions "
-                "(component, stage, version, commit_sha, deployment_id, finished_ts, since_ts) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    component,
-                    stage,
-                    event["version"],
-                    event.get("commit_sha"),
-                    event_id,
-                    finished_ts,
-                    since,
-                ],
-            )
-    elif kind == "build":
-        last = db.execute(
-            "SELECT finished_ts FROM last_builds WHERE component = ?", [component]
-        ).fetchone()
-        if last is None or finished_ts >= last[0]:
-            db.execute(
-                "INSERT OR REPLACE INTO last_builds "
-                "(component, build_id, version, result, result_class, finished_ts) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [component, event_id, event["version"], event.get("result"), rclass, finished_ts],
-            )
+    forward: outbox.Router | None,
+    now: float,
+) -> dict[str, Any]:
+    """Insert the event row; returns it (the aggregates are computed from the same values)."""
+    finished: datetime = event["finished_at"]
+    started: datetime | None = event.get("started_at")
+    row: dict[str, Any] = {
+        "id": event_id,
+        "component": component,
+        "version": event["version"],
+        "result": event.get("result"),
+        "result_class": event["result_class"],
+        "started_at": iso_datetime(started) if started is not None else None,
+        "finished_at": iso_datetime(finished),
+        "finished_ts": finished.timestamp(),
+        "duration_seconds": (finished - started).total_seconds() if started is not None else None,
+        "commit_sha": event.get("commit_sha"),
+        "code_name": event.get("code_name"),
+        "branch": event.get("branch"),
+        "tag": event.get("tag"),
+        "meta_data": json.dumps(event.get("meta_data") or {}, ensure_ascii=False),
+        "received_at": now,
+    }
+    if kind == "deployment":
+        row["stage"] = event.get("stage") or ""
+        row["host"] = event.get("host")
+        release = event.get("release")
+        row["release_id"] = releases.ensure_release(tx, release, forward)[0] if release else None
+    else:
+        row["url"] = event.get("url")
+    columns = ", ".join(row)
+    marks = ", ".join("?" for _ in row)
+    tx.execute(f"INSERT INTO {TABLE[kind]} ({columns}) VALUES ({marks})", list(row.values()))
+    return row
 
 
 def _row_to_event(kind: str, row: dict[str, Any]) -> dict[str, Any]:
@@ -308,25 +196,30 @@ def _select(kind: str) -> str:
     return "SELECT d.* FROM builds d"
 
 
-def get_event(
-    db: sqlite_utils.Database, kind: str, component: str, event_id: str
-) -> dict[str, Any] | None:
-    rows = list(
-        db.query(_select(kind) + " WHERE d.component = ? AND d.id = ?", [component, event_id])
-    )
+def get_event(store: Store, kind: str, component: str, event_id: str) -> dict[str, Any] | None:
+    rows = store.query(_select(kind) + " WHERE d.component = ? AND d.id = ?", [component, event_id])
     return _row_to_event(kind, rows[0]) if rows else None
 
 
+# The list endpoints' filters and the condition each adds.
+FILTERS = {
+    "since": "d.finished_ts >= ?",
+    "until": "d.finished_ts < ?",
+    **{name: f"d.{name} = ?" for name in ("stage", "host", "version", "result", "result_class")},
+}
+NEWEST_FIRST = Keyset(columns=("d.finished_ts", "d.seq"), keys=("finished_ts", "seq"))
+
+
 def list_events(
-    db: sqlite_utils.Database,
+    store: Store,
     kind: str,
     *,
     component: str | None = None,
     filters: dict[str, Any] | None = None,
     release_id: str | None = None,
     limit: int = 50,
-    after: tuple[float, int] | None = None,
-) -> tuple[list[dict[str, Any]], tuple[float, int] | None]:
+    after: Sequence[Any] | None = None,
+) -> tuple[list[dict[str, Any]], tuple[Any, ...] | None]:
     """Newest first by finished_at; `after` is the (finished_ts, seq) cursor of the last row seen.
 
     Returns the page and the cursor of its last row when more rows follow.
@@ -340,37 +233,11 @@ def list_events(
         where.append("d.release_id = ?")
         params.append(release_id)
     for column, value in (filters or {}).items():
-        if column == "since":
-            where.append("d.finished_ts >= ?")
-        elif column == "until":
-            where.append("d.finished_ts < ?")
-        elif column in {"stage", "host", "version", "result", "result_class"}:
-            where.append(f"d.{column} = ?")
-        else:
+        if column not in FILTERS:
             raise ValueError(f"unknown filter {column}")
+        where.append(FILTERS[column])
         params.append(value)
-    if after is not None:
-        where.append("(d.finished_ts < ? OR (d.finished_ts = ? AND d.seq < ?))")
-        params.extend([after[0], after[0], after[1]])
-    sql = _select(kind)
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY d.finished_ts DESC, d.seq DESC LIMIT ?"
-    params.append(limit + 1)
-    rows = list(db.query(sql, params))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    cursor = (rows[-1]["finished_ts"], rows[-1]["seq"]) if more and rows else None
+    rows, cursor = page(
+        store, _select(kind), NEWEST_FIRST, where=where, params=params, after=after, limit=limit
+    )
     return [_row_to_event(kind, r) for r in rows], cursor
-
-
-def count_since(
-    db: sqlite_utils.Database, kind: str, component: str, stage: str | None, since_ts: float
-) -> int:
-    """Number of events of a component (and stage) that finished at or after since_ts."""
-    sql = f"SELECT count(*) FROM {TABLE[kind]} WHERE component = ? AND finished_ts >= ?"
-    params: list[Any] = [component, since_ts]
-    if stage is not None and kind == "deployment":
-        sql += " AND stage = ?"
-        params.append(stage)
-    return int(db.execute(sql, params).fetchone()[0])

@@ -8,221 +8,224 @@ from sqlite_utils.migrations import Migrations
 migrations = Migrations("releasebits")
 
 
+_M001 = """
+CREATE TABLE components (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- order of first sight: the cardinality rank
+    slug TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL
+);
+CREATE TABLE stages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL
+);
+CREATE TABLE releases (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    description TEXT,
+    meta_data TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL
+);
+CREATE TABLE deployments (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    component TEXT NOT NULL REFERENCES components(slug),
+    version TEXT NOT NULL,
+    result TEXT,
+    result_class TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    host TEXT,
+    started_at TEXT,
+    finished_at TEXT NOT NULL,
+    finished_ts REAL NOT NULL,
+    duration_seconds REAL,
+    commit_sha TEXT,
+    code_name TEXT,
+    branch TEXT,
+    tag TEXT,
+    meta_data TEXT NOT NULL DEFAULT '{}',
+    release_id TEXT REFERENCES releases(id),
+    received_at REAL NOT NULL
+);
+CREATE INDEX deployments_by_component ON deployments(component, finished_ts, seq);
+CREATE INDEX deployments_by_stage ON deployments(component, stage, finished_ts);
+CREATE INDEX deployments_by_release ON deployments(release_id);
+CREATE TABLE builds (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    component TEXT NOT NULL REFERENCES components(slug),
+    version TEXT NOT NULL,
+    result TEXT,
+    result_class TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT NOT NULL,
+    finished_ts REAL NOT NULL,
+    duration_seconds REAL,
+    commit_sha TEXT,
+    code_name TEXT,
+    branch TEXT,
+    tag TEXT,
+    url TEXT,
+    meta_data TEXT NOT NULL DEFAULT '{}',
+    received_at REAL NOT NULL
+);
+CREATE INDEX builds_by_component ON builds(component, finished_ts, seq);
+CREATE TABLE tokens (
+    id TEXT PRIMARY KEY,             -- public part of the token, used for lookup
+    name TEXT NOT NULL UNIQUE,
+    secret_hash TEXT NOT NULL,       -- sha256 of the whole token; the token is never stored
+    scopes TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    revoked_at REAL
+);
+CREATE TABLE idempotency_keys (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+CREATE INDEX idempotency_by_age ON idempotency_keys(created_at);
+
+-- Pre-aggregated rows, updated in the same transaction as each insert, so /metrics
+-- costs O(series) and never scans events.
+CREATE TABLE event_stats (
+    kind TEXT NOT NULL,              -- deployment | build
+    component TEXT NOT NULL,
+    stage TEXT NOT NULL,             -- '' for builds
+    result_class TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    last_ts REAL NOT NULL,
+    PRIMARY KEY (kind, component, stage, result_class)
+);
+CREATE TABLE duration_stats (
+    kind TEXT NOT NULL,
+    component TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    buckets TEXT NOT NULL,           -- JSON list: per-bucket (non-cumulative) counts
+    sum REAL NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (kind, component, stage)
+);
+CREATE TABLE current_versions (
+    component TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    version TEXT NOT NULL,
+    commit_sha TEXT,
+    deployment_id TEXT NOT NULL,
+    finished_ts REAL NOT NULL,
+    since_ts REAL NOT NULL,          -- when this version first became current here
+    PRIMARY KEY (component, stage)
+);
+CREATE TABLE last_builds (
+    component TEXT PRIMARY KEY,
+    build_id TEXT NOT NULL,
+    version TEXT NOT NULL,
+    result TEXT,
+    result_class TEXT NOT NULL,
+    finished_ts REAL NOT NULL
+);
+CREATE TABLE overflow (
+    dimension TEXT PRIMARY KEY,      -- component | stage
+    count INTEGER NOT NULL
+);
+CREATE TABLE worker_state (
+    name TEXT PRIMARY KEY,
+    value TEXT,
+    updated_at REAL NOT NULL
+);
+"""
+
+
 @migrations()
 def m001_initial(db: sqlite_utils.Database) -> None:
     """Events, components, releases, tokens, idempotency keys and the pre-aggregated rows."""
-    db.executescript(
-        """
-        CREATE TABLE components (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,  -- order of first sight: the cardinality rank
-            slug TEXT NOT NULL UNIQUE,
-            created_at REAL NOT NULL
-        );
-        CREATE TABLE stages (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            name TEXT NOT NULL UNIQUE,
-            created_at REAL NOT NULL
-        );
-        CREATE TABLE releases (
-            id TEXT PRIMARY KEY,
-            name TEXT NOT NULL UNIQUE,
-            description TEXT,
-            meta_data TEXT NOT NULL DEFAULT '{}',
-            created_at REAL NOT NULL
-        );
-        CREATE TABLE deployments (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT,
-            id TEXT NOT NULL UNIQUE,
-            component TEXT NOT NULL REFERENCES components(slug),
-            version TEXT NOT NULL,
-            result TEXT,
-            result_class TEXT NOT NULL,
-            stage TEXT NOT NULL,
-            host TEXT,
-            started_at TEXT,
-            finished_at TEXT NOT NULL,
-            finished_ts REAL NOT NULL,
-            duration_seconds REAL,
-            commit_sha TEXT,
-            code_name TEXT,
-            branch TEXT,
-            tag TEXT,
-            meta_data TEXT NOT NULL DEFAULT '{}',
-            release_id TEXT REFERENCES releases(id),
-            received_at REAL NOT NULL
-        );
-        CREATE INDEX deployments_by_component ON deployments(component, finished_ts, seq);
-        CREATE INDEX deployments_by_stage ON deployments(component, stage, finished_ts);
-        CREATE INDEX deployments_by_release ON deployments(release_id);
-        CREATE TABLE builds (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT,
-            id TEXT NOT NULL UNIQUE,
-            component TEXT NOT NULL REFERENCES components(slug),
-            version TEXT NOT NULL,
-            result TEXT,
-            result_class TEXT NOT NULL,
-            started_at TEXT,
-            finished_at TEXT NOT NULL,
-            finished_ts REAL NOT NULL,
-            duration_seconds REAL,
-            commit_sha TEXT,
-            code_name TEXT,
-            branch TEXT,
-            tag TEXT,
-            url TEXT,
-            meta_data TEXT NOT NULL DEFAULT '{}',
-            received_at REAL NOT NULL
-        );
-        CREATE INDEX builds_by_component ON builds(component, finished_ts, seq);
-        CREATE TABLE tokens (
-            id TEXT PRIMARY KEY,             -- public part of the token, used for lookup
-            name TEXT NOT NULL UNIQUE,
-            secret_hash TEXT NOT NULL,       -- sha256 of the whole token; the token is never stored
-            scopes TEXT NOT NULL,
-            created_at REAL NOT NULL,
-            revoked_at REAL
-        );
-        CREATE TABLE idempotency_keys (
-            scope TEXT NOT NULL,
-            key TEXT NOT NULL,
-            request_hash TEXT NOT NULL,
-            status INTEGER NOT NULL,
-            body TEXT NOT NULL,
-            created_at REAL NOT NULL,
-            PRIMARY KEY (scope, key)
-        );
-        CREATE INDEX idempotency_by_age ON idempotency_keys(created_at);
+    db.executescript(_M001)
 
-        -- Pre-aggregated rows, updated in the same transaction as each insert, so /metrics
-        -- costs O(series) and never scans events.
-        CREATE TABLE event_stats (
-            kind TEXT NOT NULL,              -- deployment | build
-            component TEXT NOT NULL,
-            stage TEXT NOT NULL,             -- '' for builds
-            result_class TEXT NOT NULL,
-            count INTEGER NOT NULL,
-            last_ts REAL NOT NULL,
-            PRIMARY KEY (kind, component, stage, result_class)
-        );
-        CREATE TABLE duration_stats (
-            kind TEXT NOT NULL,
-            component TEXT NOT NULL,
-            stage TEXT NOT NULL,
-            buckets TEXT NOT NULL,           -- JSON list: per-bucket (non-cumulative) counts
-            sum REAL NOT NULL,
-            count INTEGER NOT NULL,
-            PRIMARY KEY (kind, component, stage)
-        );
-        CREATE TABLE current_versions (
-            component TEXT NOT NULL,
-            stage TEXT NOT NULL,
-            version TEXT NOT NULL,
-            commit_sha TEXT,
-            deployment_id TEXT NOT NULL,
-            finished_ts REAL NOT NULL,
-            since_ts REAL NOT NULL,          -- when this version first became current here
-            PRIMARY KEY (component, stage)
-        );
-        CREATE TABLE last_builds (
-            component TEXT PRIMARY KEY,
-            build_id TEXT NOT NULL,
-            version TEXT NOT NULL,
-            result TEXT,
-            result_class TEXT NOT NULL,
-            finished_ts REAL NOT NULL
-        );
-        CREATE TABLE overflow (
-            dimension TEXT PRIMARY KEY,      -- component | stage
-            count INTEGER NOT NULL
-        );
-        CREATE TABLE worker_state (
-            name TEXT PRIMARY KEY,
-            value TEXT,
-            updated_at REAL NOT NULL
-        );
-        """
-    )
+
+_M002 = """
+CREATE TABLE release_health (
+    source TEXT NOT NULL,            -- configured source name, e.g. sentry
+    project TEXT NOT NULL,           -- Sentry project id / Bugsnag project id
+    environment TEXT NOT NULL,       -- Sentry environment / Bugsnag release stage
+    release TEXT NOT NULL,           -- Sentry release name / Bugsnag app_version
+    total_sessions INTEGER,          -- NULL: the source has no data for it (not 0)
+    users INTEGER,
+    crash_free_sessions REAL,        -- 0..1, NULL when undefined
+    crash_free_users REAL,
+    sessions_by_status TEXT NOT NULL DEFAULT '{}',
+    released_at REAL,                -- for "newest N releases per project"
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (source, project, environment, release)
+);
+CREATE TABLE project_targets (
+    source TEXT NOT NULL,
+    project TEXT NOT NULL,
+    target_type TEXT,
+    target_stability REAL,
+    critical_stability REAL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (source, project)
+);
+CREATE TABLE source_status (
+    source TEXT NOT NULL,
+    project TEXT NOT NULL,           -- '' for a source-wide status
+    up INTEGER NOT NULL,
+    last_success_ts REAL,
+    last_attempt_ts REAL NOT NULL,
+    last_duration_seconds REAL,
+    last_error TEXT,
+    PRIMARY KEY (source, project)
+);
+"""
 
 
 @migrations()
 def m002_release_health(db: sqlite_utils.Database) -> None:
     """Polled release health (Sentry sessions, Bugsnag stability) and per-source poll status."""
-    db.executescript(
-        """
-        CREATE TABLE release_health (
-            source TEXT NOT NULL,            -- configured source name, e.g. sentry
-            project TEXT NOT NULL,           -- Sentry project id / Bugsnag project id
-            environment TEXT NOT NULL,       -- Sentry environment / Bugsnag release stage
-            release TEXT NOT NULL,           -- Sentry release name / Bugsnag app_version
-            total_sessions INTEGER,          -- NULL: the source has no data for it (not 0)
-            users INTEGER,
-            crash_free_sessions REAL,        -- 0..1, NULL when undefined
-            crash_free_users REAL,
-            sessions_by_status TEXT NOT NULL DEFAULT '{}',
-            released_at REAL,                -- for "newest N releases per project"
-            updated_at REAL NOT NULL,
-            PRIMARY KEY (source, project, environment, release)
-        );
-        CREATE TABLE project_targets (
-            source TEXT NOT NULL,
-            project TEXT NOT NULL,
-            target_type TEXT,
-            target_stability REAL,
-            critical_stability REAL,
-            updated_at REAL NOT NULL,
-            PRIMARY KEY (source, project)
-        );
-        CREATE TABLE source_status (
-            source TEXT NOT NULL,
-            project TEXT NOT NULL,           -- '' for a source-wide status
-            up INTEGER NOT NULL,
-            last_success_ts REAL,
-            last_attempt_ts REAL NOT NULL,
-            last_duration_seconds REAL,
-            last_error TEXT,
-            PRIMARY KEY (source, project)
-        );
-        """
-    )
+    db.executescript(_M002)
+
+
+_M003 = """
+CREATE TABLE deliveries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,         -- also the webhook-id: stable across retries
+    event_kind TEXT NOT NULL,        -- deployment | build | release
+    event_id TEXT NOT NULL,
+    component TEXT,                  -- NULL for releases
+    target TEXT NOT NULL,            -- configured target name
+    status TEXT NOT NULL,            -- pending | delivering | delivered | failed | disabled
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    lease_until REAL,                -- while delivering: due again after this (crash)
+    retry_since REAL NOT NULL,       -- start of the give-up horizon (reset by a retry)
+    last_status INTEGER,             -- HTTP status of the last attempt
+    last_error TEXT,                 -- never contains secrets
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    delivered_at REAL
+);
+-- claim() walks a target's pending rows in event order and stops after a batch;
+-- delivered history of the target is never scanned.
+CREATE INDEX deliveries_claim ON deliveries(target, status, seq);
+CREATE INDEX deliveries_by_status ON deliveries(status, seq);
+CREATE TABLE forward_stats (
+    target TEXT NOT NULL,
+    outcome TEXT NOT NULL,           -- delivered | retried | failed | disabled
+    count INTEGER NOT NULL,
+    PRIMARY KEY (target, outcome)
+);
+CREATE TABLE forward_targets (
+    target TEXT PRIMARY KEY,         -- a webhook that answered 410 is disabled here
+    disabled_at REAL,
+    reason TEXT
+);
+"""
 
 
 @migrations()
 def m003_outbox(db: sqlite_utils.Database) -> None:
     """The forwarding outbox: one delivery row per event and target, written with the event."""
-    db.executescript(
-        """
-        CREATE TABLE deliveries (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT,
-            id TEXT NOT NULL UNIQUE,         -- also the webhook-id: stable across retries
-            event_kind TEXT NOT NULL,        -- deployment | build | release
-            event_id TEXT NOT NULL,
-            component TEXT,                  -- NULL for releases
-            target TEXT NOT NULL,            -- configured target name
-            status TEXT NOT NULL,            -- pending | delivering | delivered | failed | disabled
-            attempts INTEGER NOT NULL DEFAULT 0,
-            next_attempt_at REAL NOT NULL,
-            lease_until REAL,                -- while delivering: due again after this (crash)
-            retry_since REAL NOT NULL,       -- start of the give-up horizon (reset by a retry)
-            last_status INTEGER,             -- HTTP status of the last attempt
-            last_error TEXT,                 -- never contains secrets
-            created_at REAL NOT NULL,
-            updated_at REAL NOT NULL,
-            delivered_at REAL
-        );
-        -- claim() walks a target's pending rows in event order and stops after a batch;
-        -- delivered history of the target is never scanned.
-        CREATE INDEX deliveries_claim ON deliveries(target, status, seq);
-        CREATE INDEX deliveries_by_status ON deliveries(status, seq);
-        CREATE TABLE forward_stats (
-            target TEXT NOT NULL,
-            outcome TEXT NOT NULL,           -- delivered | retried | failed | disabled
-            count INTEGER NOT NULL,
-            PRIMARY KEY (target, outcome)
-        );
-        CREATE TABLE forward_targets (
-            target TEXT PRIMARY KEY,         -- a webhook that answered 410 is disabled here
-            disabled_at REAL,
-            reason TEXT
-        );
-        """
-    )
+    db.executescript(_M003)

@@ -12,14 +12,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import sqlite_utils
-
-from storage.db import write_transaction
+from storage.db import Store
+from storage.pagination import Keyset, page
 from storage.timestamps import iso_ts
 
 STATUSES = ("pending", "delivering", "delivered", "failed", "disabled")
 OUTCOMES = ("delivered", "retried", "failed", "disabled")
-EVENT_KINDS = ("deployment", "build", "release")
 ERROR_CHARS = 500
 
 # (kind, component or None, event fields) -> names of the targets that want this event.
@@ -54,7 +52,7 @@ class Result:
 
 
 def enqueue(
-    db: sqlite_utils.Database,
+    db: Store,
     kind: str,
     event_id: str,
     component: str | None,
@@ -62,13 +60,13 @@ def enqueue(
     now: float,
 ) -> list[str]:
     """Insert one pending delivery per target; the caller's transaction must be open."""
-    if not db.conn.in_transaction:
+    if not db.in_transaction:
         raise RuntimeError("outbox.enqueue must run inside the event's write transaction")
     rows = [
         (str(uuid.uuid4()), kind, event_id, component, target, now, now, now, now)
         for target in targets
     ]
-    db.conn.executemany(
+    db.executemany(
         "INSERT INTO deliveries (id, event_kind, event_id, component, target, status, "
         "attempts, next_attempt_at, retry_since, created_at, updated_at) "
         "VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)",
@@ -77,9 +75,9 @@ def enqueue(
     return [row[0] for row in rows]
 
 
-def release_orphans(db: sqlite_utils.Database) -> int:
+def release_orphans(db: Store) -> int:
     """Make every in-flight delivery due again: at start, the one worker owns none of them."""
-    with write_transaction(db):
+    with db.transaction():
         cursor = db.execute(
             "UPDATE deliveries SET status = 'pending', lease_until = NULL, updated_at = ? "
             "WHERE status = 'delivering'",
@@ -89,7 +87,7 @@ def release_orphans(db: sqlite_utils.Database) -> int:
 
 
 def claim(
-    db: sqlite_utils.Database,
+    db: Store,
     targets: Sequence[str],
     *,
     now: float,
@@ -102,7 +100,7 @@ def claim(
     that held it died). Disabled targets are skipped.
     """
     out: list[Delivery] = []
-    with write_transaction(db):
+    with db.transaction():
         disabled = {
             r[0]
             for r in db.execute(
@@ -139,11 +137,11 @@ def claim(
     return out
 
 
-def finish(db: sqlite_utils.Database, results: Sequence[Result], now: float) -> None:
+def finish(db: Store, results: Sequence[Result], now: float) -> None:
     """Record the outcome of each attempt and count it; one transaction for the whole batch."""
     if not results:
         return
-    with write_transaction(db):
+    with db.transaction():
         for r in results:
             error = r.error[:ERROR_CHARS] if r.error else None
             if r.outcome == "released":  # not attempted (its target is backing off)
@@ -184,7 +182,7 @@ def finish(db: sqlite_utils.Database, results: Sequence[Result], now: float) -> 
             )
 
 
-def _disable_target(db: sqlite_utils.Database, target: str, reason: str, now: float) -> None:
+def _disable_target(db: Store, target: str, reason: str, now: float) -> None:
     """The endpoint is gone (410): stop sending, and park its other pending deliveries."""
     db.execute(
         "INSERT OR REPLACE INTO forward_targets (target, disabled_at, reason) VALUES (?, ?, ?)",
@@ -203,14 +201,14 @@ def _disable_target(db: sqlite_utils.Database, target: str, reason: str, now: fl
         )
 
 
-def prune_delivered(db: sqlite_utils.Database, before: float, *, batch: int = 5000) -> int:
+def prune_delivered(db: Store, before: float, *, batch: int = 5000) -> int:
     """Delete delivered rows finished before `before`, in batches that keep the write lock short.
 
     Failed and disabled rows stay: they are what an operator still has to look at.
     """
     removed = 0
     while True:
-        with write_transaction(db):
+        with db.transaction():
             cursor = db.execute(
                 "DELETE FROM deliveries WHERE seq IN (SELECT seq FROM deliveries "
                 "WHERE status = 'delivered' AND delivered_at < ? LIMIT ?)",
@@ -221,7 +219,7 @@ def prune_delivered(db: sqlite_utils.Database, before: float, *, batch: int = 50
             return removed
 
 
-def disabled_targets(db: sqlite_utils.Database) -> dict[str, str]:
+def disabled_targets(db: Store) -> dict[str, str]:
     return {
         r[0]: r[1] or ""
         for r in db.execute(
@@ -230,13 +228,13 @@ def disabled_targets(db: sqlite_utils.Database) -> dict[str, str]:
     }
 
 
-def retry(db: sqlite_utils.Database, delivery_id: str, now: float | None = None) -> str | None:
+def retry(db: Store, delivery_id: str, now: float | None = None) -> str | None:
     """Make a delivery due now with a fresh give-up horizon; re-enables its target.
 
     Returns the previous status, "delivering" (refused: in flight) or None (unknown id).
     """
     now = time.time() if now is None else now
-    with write_transaction(db):
+    with db.transaction():
         row = db.execute(
             "SELECT status, target FROM deliveries WHERE id = ?", [delivery_id]
         ).fetchone()
@@ -255,6 +253,7 @@ def retry(db: sqlite_utils.Database, delivery_id: str, now: float | None = None)
     return str(status)
 
 
+NEWEST_FIRST = Keyset(columns=("seq",), keys=("seq",))
 _COLUMNS = (
     "seq, id, event_kind, event_id, component, target, status, attempts, next_attempt_at, "
     "last_status, last_error, created_at, updated_at, delivered_at"
@@ -281,13 +280,13 @@ def _shape(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def get_delivery(db: sqlite_utils.Database, delivery_id: str) -> dict[str, Any] | None:
+def get_delivery(db: Store, delivery_id: str) -> dict[str, Any] | None:
     rows = list(db.query(f"SELECT {_COLUMNS} FROM deliveries WHERE id = ?", [delivery_id]))
     return _shape(rows[0]) if rows else None
 
 
 def list_deliveries(
-    db: sqlite_utils.Database,
+    db: Store,
     *,
     status: str | None = None,
     target: str | None = None,
@@ -297,24 +296,20 @@ def list_deliveries(
     """Newest first; `after` is the seq of the last row seen. Returns (page, next cursor)."""
     where: list[str] = []
     params: list[Any] = []
-    if status is not None:
-        where.append("status = ?")
-        params.append(status)
-    if target is not None:
-        where.append("target = ?")
-        params.append(target)
-    if after is not None:
-        where.append("seq < ?")
-        params.append(after)
-    sql = f"SELECT {_COLUMNS} FROM deliveries"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY seq DESC LIMIT ?"
-    params.append(limit + 1)
-    rows = list(db.query(sql, params))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return [_shape(r) for r in rows], (rows[-1]["seq"] if more and rows else None)
+    for column, value in (("status", status), ("target", target)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    rows, cursor = page(
+        db,
+        f"SELECT {_COLUMNS} FROM deliveries",
+        NEWEST_FIRST,
+        where=where,
+        params=params,
+        after=(after,) if after is not None else None,
+        limit=limit,
+    )
+    return [_shape(r) for r in rows], (cursor[0] if cursor else None)
 
 
 @dataclass(frozen=True)
@@ -326,7 +321,7 @@ class Backlog:
     counts: dict[tuple[str, str], int]
 
 
-def backlog(db: sqlite_utils.Database) -> Backlog:
+def backlog(db: Store) -> Backlog:
     pending: dict[str, int] = {}
     oldest: dict[str, float] = {}
     for target, count, first in db.execute(

@@ -8,9 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlite_utils
-
-from storage.db import write_transaction
+from storage.db import Store
 
 
 @dataclass(frozen=True)
@@ -41,7 +39,7 @@ class Target:
 
 
 def store_poll(
-    db: sqlite_utils.Database,
+    db: Store,
     source: str,
     rows: Iterable[HealthRow],
     targets: Iterable[Target] = (),
@@ -52,7 +50,7 @@ def store_poll(
     """Record a successful poll: its rows replace the source's previous rows, all at once."""
     now = time.time()
     rows = list(rows)
-    with write_transaction(db):
+    with db.transaction():
         # A source without release dates (Sentry's sessions API) keeps the time a release was
         # first seen, so "the newest N releases" stays meaningful from one poll to the next.
         first_seen = {
@@ -64,7 +62,7 @@ def store_poll(
             )
         }
         db.execute("DELETE FROM release_health WHERE source = ?", [source])
-        db.conn.executemany(
+        db.executemany(
             "INSERT OR REPLACE INTO release_health (source, project, environment, release, "
             "total_sessions, users, crash_free_sessions, crash_free_users, sessions_by_status, "
             "released_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -98,7 +96,7 @@ def store_poll(
 
 
 def record_failure(
-    db: sqlite_utils.Database,
+    db: Store,
     source: str,
     error: str,
     *,
@@ -107,7 +105,7 @@ def record_failure(
 ) -> None:
     """A failed poll: the last good rows stay, `up` drops to 0 for the source's projects."""
     now = time.time()
-    with write_transaction(db):
+    with db.transaction():
         known = [
             r[0] for r in db.execute("SELECT project FROM source_status WHERE source = ?", [source])
         ]
@@ -116,7 +114,7 @@ def record_failure(
 
 
 def _status(
-    db: sqlite_utils.Database,
+    db: Store,
     source: str,
     project: str,
     *,
@@ -136,7 +134,7 @@ def _status(
     )
 
 
-def newest_releases(db: sqlite_utils.Database, per_project: int) -> list[dict[str, Any]]:
+def newest_releases(db: Store, per_project: int) -> list[dict[str, Any]]:
     """Rows of the newest `per_project` releases of each source/project/environment."""
     rows = list(
         db.query(
@@ -153,7 +151,7 @@ def newest_releases(db: sqlite_utils.Database, per_project: int) -> list[dict[st
 
 
 def lookup(
-    db: sqlite_utils.Database, source: str, project: str, environment: str, release: str
+    db: Store, source: str, project: str, environment: str, release: str
 ) -> dict[str, Any] | None:
     rows = list(
         db.query(
@@ -165,15 +163,15 @@ def lookup(
     return rows[0] if rows else None
 
 
-def targets(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+def targets(db: Store) -> list[dict[str, Any]]:
     return list(db.query("SELECT * FROM project_targets ORDER BY source, project"))
 
 
-def statuses(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+def statuses(db: Store) -> list[dict[str, Any]]:
     return list(db.query("SELECT * FROM source_status ORDER BY source, project"))
 
 
-def rows_for_release(db: sqlite_utils.Database, release: str) -> list[dict[str, Any]]:
+def rows_for_release(db: Store, release: str) -> list[dict[str, Any]]:
     """Every polled row of a release name, across sources, projects and environments."""
     return list(
         db.query(

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
-import sqlite_utils
-
 from storage import outbox
-from storage.db import write_transaction
+from storage.db import Store
+from storage.pagination import Keyset, page
 from storage.timestamps import iso_ts
 
 
@@ -29,60 +29,62 @@ _SELECT = (
     "SELECT r.*, (SELECT count(*) FROM deployments d WHERE d.release_id = r.id) "
     "AS deployments_count FROM releases r"
 )
+NEWEST_FIRST = Keyset(columns=("r.created_at", "r.id"), keys=("created_at", "id"))
+
+
+def ensure_release(
+    tx: Store,
+    name: str,
+    forward: outbox.Router | None = None,
+    release: dict[str, Any] | None = None,
+) -> tuple[str, bool]:
+    """The id of the release `name`, created (with its release.created outbox rows) if new.
+
+    The caller's write transaction must be open. `release` holds the description and
+    meta_data of an explicitly created release; a deployment's `release` field creates a bare
+    one. Returns (id, created).
+    """
+    row = tx.one("SELECT id FROM releases WHERE name = ?", [name])
+    if row:
+        return str(row[0]), False
+    release = release if release is not None else {"name": name}
+    rid, now = str(uuid.uuid4()), time.time()
+    tx.execute(
+        "INSERT INTO releases (id, name, description, meta_data, created_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [
+            rid,
+            name,
+            release.get("description"),
+            json.dumps(release.get("meta_data") or {}, ensure_ascii=False),
+            now,
+        ],
+    )
+    if forward is not None:
+        outbox.enqueue(tx, "release", rid, None, forward("release", None, release), now)
+    return rid, True
 
 
 def create_release(
-    db: sqlite_utils.Database, release: dict[str, Any], forward: outbox.Router | None = None
+    store: Store, release: dict[str, Any], forward: outbox.Router | None = None
 ) -> tuple[dict[str, Any], bool]:
-    """Create a release by name; if it exists, return it unchanged. Returns (release, created).
-
-    A new release gets its outbox rows (release.created) in the same transaction.
-    """
-    with write_transaction(db):
-        existing = db.execute(
-            "SELECT id FROM releases WHERE name = ?", [release["name"]]
-        ).fetchone()
-        created = existing is None
-        if created:
-            rid, now = str(uuid.uuid4()), time.time()
-            db.execute(
-                "INSERT INTO releases (id, name, description, meta_data, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [
-                    rid,
-                    release["name"],
-                    release.get("description"),
-                    json.dumps(release.get("meta_data") or {}, ensure_ascii=False),
-                    now,
-                ],
-            )
-            if forward is not None:
-                outbox.enqueue(db, "release", rid, None, forward("release", None, release), now)
-    found = get_release(db, release["name"])
-    assert found is not None
+    """Create a release by name; if it exists, return it unchanged. Returns (release, created)."""
+    with store.transaction() as tx:
+        _, created = ensure_release(tx, release["name"], forward, release)
+    found = get_release(store, release["name"])
+    if found is None:  # only a concurrent delete could do this; there is none
+        raise LookupError(release["name"])
     return found, created
 
 
-def get_release(db: sqlite_utils.Database, id_or_name: str) -> dict[str, Any] | None:
-    rows = list(
-        db.query(_SELECT + " WHERE r.id = ? OR r.name = ? LIMIT 1", [id_or_name, id_or_name])
-    )
+def get_release(store: Store, id_or_name: str) -> dict[str, Any] | None:
+    rows = store.query(_SELECT + " WHERE r.id = ? OR r.name = ? LIMIT 1", [id_or_name, id_or_name])
     return _shape(rows[0]) if rows else None
 
 
 def list_releases(
-    db: sqlite_utils.Database, *, limit: int = 50, after: tuple[float, str] | None = None
-) -> tuple[list[dict[str, Any]], tuple[float, str] | None]:
+    store: Store, *, limit: int = 50, after: Sequence[Any] | None = None
+) -> tuple[list[dict[str, Any]], tuple[Any, ...] | None]:
     """Newest first; cursor is (created_at, id) of the last row when more follow."""
-    params: list[Any] = []
-    sql = _SELECT
-    if after is not None:
-        sql += " WHERE (r.created_at < ? OR (r.created_at = ? AND r.id < ?))"
-        params.extend([after[0], after[0], after[1]])
-    sql += " ORDER BY r.created_at DESC, r.id DESC LIMIT ?"
-    params.append(limit + 1)
-    rows = list(db.query(sql, params))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    cursor = (rows[-1]["created_at"], rows[-1]["id"]) if more and rows else None
+    rows, cursor = page(store, _SELECT, NEWEST_FIRST, after=after, limit=limit)
     return [_shape(r) for r in rows], cursor

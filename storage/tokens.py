@@ -8,9 +8,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-import sqlite_utils
-
-from storage.db import write_transaction
+from storage.db import Store
 
 PREFIX = "rb_"
 SCOPES = ("read", "write")
@@ -36,11 +34,11 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def create_token(db: sqlite_utils.Database, name: str, scopes: tuple[str, ...]) -> str:
+def create_token(db: Store, name: str, scopes: tuple[str, ...]) -> str:
     """Create a token and return it; this is the only time the secret exists in clear."""
     token_id = secrets.token_hex(6)
     token = f"{PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
-    with write_transaction(db):
+    with db.transaction():
         if db.execute("SELECT 1 FROM tokens WHERE name = ?", [name]).fetchone():
             raise TokenExists(name)
         db.execute(
@@ -50,7 +48,7 @@ def create_token(db: sqlite_utils.Database, name: str, scopes: tuple[str, ...]) 
     return token
 
 
-def authenticate(db: sqlite_utils.Database, token: str) -> Token | None:
+def authenticate(db: Store, token: str) -> Token | None:
     """Return the live token matching `token`, or None (unknown, malformed or revoked)."""
     if not token.startswith(PREFIX) or len(token) > 200:
         return None
@@ -68,16 +66,16 @@ def authenticate(db: sqlite_utils.Database, token: str) -> Token | None:
     return Token(row[0], row[1], tuple(row[3].split()), row[4], row[5])
 
 
-def list_tokens(db: sqlite_utils.Database) -> list[Token]:
+def list_tokens(db: Store) -> list[Token]:
     rows = db.execute(
         "SELECT id, name, scopes, created_at, revoked_at FROM tokens ORDER BY created_at"
     ).fetchall()
     return [Token(r[0], r[1], tuple(r[2].split()), r[3], r[4]) for r in rows]
 
 
-def revoke_token(db: sqlite_utils.Database, name: str) -> bool:
+def revoke_token(db: Store, name: str) -> bool:
     """Revoke by name; False if no live token has that name."""
-    with write_transaction(db):
+    with db.transaction():
         cursor = db.execute(
             "UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
             [time.time(), name],
@@ -85,5 +83,5 @@ def revoke_token(db: sqlite_utils.Database, name: str) -> bool:
     return cursor.rowcount > 0
 
 
-def count_live(db: sqlite_utils.Database) -> int:
+def count_live(db: Store) -> int:
     return int(db.execute("SELECT count(*) FROM tokens WHERE revoked_at IS NULL").fetchone()[0])

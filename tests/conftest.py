@@ -20,9 +20,9 @@ import pytest
 import requests
 
 from exporter.app import create_app
-from exporter.config import Settings
+from exporter.settings import Settings
 from storage import tokens
-from storage.db import close_thread_dbs, open_db
+from storage.db import close_thread_stores, open_db
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REQUIRE_E2E = os.environ.get("RELEASEBITS_REQUIRE_E2E") == "1"
@@ -42,7 +42,7 @@ def need_binary(name: str) -> str:
 @pytest.fixture(autouse=True)
 def _close_cached_connections() -> Iterator[None]:
     yield
-    close_thread_dbs()
+    close_thread_stores()
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ def test_poll_once_prints_releases_and_the_deployed_join(
     tmp_path: Path, httpserver: HTTPServer
 ) -> None:
     cfg, _, _ = _config(tmp_path, httpserver)
-    from exporter.validation import validate_event
+    from exporter.ingest.validation import validate_event
 
     db = open_db(str(tmp_path / "rb.db"), migrate=True)
     event, _ = validate_event("deployment", {"version": "1.2.0"}, default_stage="production")

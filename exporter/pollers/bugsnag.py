@@ -5,22 +5,26 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urljoin
 
 import requests
 
-from exporter.errors import PollError
+from exporter.errors import ConfigError, PollError
 from exporter.http import retry_after_seconds
-from exporter.pollers.common import (
+from exporter.pollers.client import (
     Clock,
     JsonClient,
     Params,
+    PollResult,
     Sleep,
     epoch_seconds,
     same_origin,
 )
+from exporter.settings import Table
+from storage.release_health import HealthRow, Target
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +70,20 @@ class BugsnagReleaseHealth:
         """Unhandled sessions in the `status` shape the Sentry records use, when known."""
         return {} if self.unhandled_sessions is None else {"unhandled": self.unhandled_sessions}
 
+    def row(self, source: str) -> HealthRow:
+        return HealthRow(
+            source=source,
+            project=self.project_id,
+            environment=self.release_stage,
+            release=self.app_version,
+            total_sessions=self.total_sessions,
+            users=self.users_seen,
+            crash_free_sessions=self.crash_free_sessions,
+            crash_free_users=self.crash_free_users,
+            sessions_by_status=self.sessions_by_status,
+            released_at=self.released_at,
+        )
+
 
 @dataclass(frozen=True)
 class BugsnagProjectTargets:
@@ -76,6 +94,15 @@ class BugsnagProjectTargets:
     target_stability: float | None
     critical_stability: float | None
 
+    def target(self, source: str) -> Target:
+        return Target(
+            source,
+            self.project_id,
+            self.target_type,
+            self.target_stability,
+            self.critical_stability,
+        )
+
 
 @dataclass(frozen=True)
 class BugsnagPayloads:
@@ -84,16 +111,6 @@ class BugsnagPayloads:
     projects: dict[str, Any]
     release_groups: dict[tuple[str, str], list[Any]]
     requests: int
-
-
-@dataclass(frozen=True)
-class BugsnagPollResult:
-    source: str
-    records: tuple[BugsnagReleaseHealth, ...]
-    targets: tuple[BugsnagProjectTargets, ...]
-    projects: tuple[str, ...]
-    requests: int
-    duration_seconds: float
 
 
 def fetch_releases(
@@ -197,7 +214,7 @@ def poll(
     sleep: Sleep = time.sleep,
     now: Clock = time.time,
     monotonic: Clock = time.monotonic,
-) -> BugsnagPollResult:
+) -> PollResult[BugsnagReleaseHealth, BugsnagProjectTargets]:
     """Fetch and parse one source; raises PollError, which the job records as source_up=0."""
     started = monotonic()
     payloads = fetch_releases(session, source, sleep=sleep, now=now)
@@ -207,7 +224,7 @@ def poll(
         for record in parse_release_groups(project_id, groups, release_stage=stage)
     ]
     targets = [parse_project(p, project_id=pid) for pid, p in payloads.projects.items()]
-    return BugsnagPollResult(
+    return PollResult(
         source=source.name,
         records=tuple(records),
         targets=tuple(targets),
@@ -274,3 +291,20 @@ def _proportion(payload: dict[str, Any], name: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
         raise PollError(f"Bugsnag {name}.value is not a proportion 0..1: {value!r}")
     return float(value)
+
+
+TABLE_KEYS = ("name", "base_url", "token_env", "projects", "release_stages", "poll_interval")
+
+
+def from_table(t: Table, name: str, environ: Mapping[str, str]) -> BugsnagSource:
+    """A [[bugsnag]] table; every error names the setting."""
+    projects = t.texts("projects")
+    if not projects:
+        raise ConfigError(f"{t.name('projects')}: required (Bugsnag project ids)")
+    return BugsnagSource(
+        name=name,
+        token=t.secret("token_env", environ),
+        project_ids=projects,
+        release_stages=t.texts("release_stages", ("production",)),
+        base_url=t.url("base_url", "https://api.bugsnag.com"),
+    )

@@ -12,12 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import requests
-import sqlite_utils
 
-from exporter.config import PollSource
 from exporter.errors import PollError
-from exporter.pollers import bugsnag, sentry
+from exporter.pollers.sources import PollSource
 from storage import release_health
+from storage.db import Store
 from storage.release_health import HealthRow, Target
 
 log = logging.getLogger(__name__)
@@ -39,91 +38,33 @@ class PollReport:
 
 
 @dataclass
-class _ErrorMemory:
+class ErrorMemory:
     """Last error per source, so a bad token logs one warning, not one per poll."""
 
     last: dict[str, str] = field(default_factory=dict)
 
 
-_memory = _ErrorMemory()
-
-
-def sentry_rows(result: sentry.SentryPollResult) -> tuple[list[HealthRow], list[Target]]:
-    rows = [
-        HealthRow(
-            source=result.source,
-            project=str(r.project_id),
-            environment=r.environment,
-            release=r.release,
-            total_sessions=r.total_sessions,
-            users=r.users,
-            crash_free_sessions=r.crash_free_sessions,
-            crash_free_users=r.crash_free_users,
-            sessions_by_status=dict(r.sessions_by_status),
-        )
-        for r in result.records
-    ]
-    return rows, []
-
-
-def bugsnag_rows(result: bugsnag.BugsnagPollResult) -> tuple[list[HealthRow], list[Target]]:
-    rows = [
-        HealthRow(
-            source=result.source,
-            project=r.project_id,
-            environment=r.release_stage,
-            release=r.app_version,
-            total_sessions=r.total_sessions,
-            users=r.users_seen,
-            crash_free_sessions=r.crash_free_sessions,
-            crash_free_users=r.crash_free_users,
-            sessions_by_status=r.sessions_by_status,
-            released_at=r.released_at,
-        )
-        for r in result.records
-    ]
-    targets = [
-        Target(
-            source=result.source,
-            project=t.project_id,
-            target_type=t.target_type,
-            target_stability=t.target_stability,
-            critical_stability=t.critical_stability,
-        )
-        for t in result.targets
-    ]
-    return rows, targets
-
-
 def poll_source(
-    db: sqlite_utils.Database,
+    store: Store,
     source: PollSource,
     session: requests.Session,
     *,
+    memory: ErrorMemory | None = None,
     sleep: Callable[[float], None] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> PollReport:
     """Poll one source and store what it found; never raises for a poll that went wrong."""
+    memory = memory if memory is not None else ErrorMemory()
     started = monotonic()
-    projects: tuple[str, ...] = ()
     try:
-        if isinstance(source.config, sentry.SentrySource):
-            projects = tuple(str(p) for p in source.config.projects)
-            s_result = sentry.poll(session, source.config, sleep=sleep, monotonic=monotonic)
-            rows, targets = sentry_rows(s_result)
-            requests_made = s_result.requests
-        else:
-            projects = source.config.project_ids
-            b_result = bugsnag.poll(session, source.config, sleep=sleep, monotonic=monotonic)
-            rows, targets = bugsnag_rows(b_result)
-            requests_made = b_result.requests
+        polled = source.poll(session, sleep=sleep, monotonic=monotonic)
     except Exception as exc:  # job boundary: record, keep the last good values, keep running
         duration = monotonic() - started
         status = exc.status if isinstance(exc, PollError) else None
         message = str(exc) if isinstance(exc, PollError) else f"{type(exc).__name__}: {exc}"
-        _log_failure(source, exc, message)
+        _log_failure(memory, source, exc, message)
         release_health.record_failure(
-            db, source.name, message, duration=duration, projects=projects
+            store, source.name, message, duration=duration, projects=source.projects
         )
         return PollReport(
             source.name,
@@ -134,36 +75,39 @@ def poll_source(
             status=status,
         )
     duration = monotonic() - started
-    release_health.store_poll(db, source.name, rows, targets, projects=projects, duration=duration)
-    if _memory.last.pop(source.name, None) is not None:
+    rows, targets = polled.rows(), polled.target_rows()
+    release_health.store_poll(
+        store, source.name, rows, targets, projects=source.projects, duration=duration
+    )
+    if memory.last.pop(source.name, None) is not None:
         log.info("%s source %r recovered", source.kind, source.name)
     log.info(
         "polled %s source %r: %d releases in %d requests, %.2fs",
         source.kind,
         source.name,
         len(rows),
-        requests_made,
+        polled.requests,
         duration,
     )
     return PollReport(
         source.name,
         source.kind,
         ok=True,
-        rows=tuple(rows),
-        targets=tuple(targets),
-        requests=requests_made,
+        rows=rows,
+        targets=targets,
+        requests=polled.requests,
         duration_seconds=duration,
     )
 
 
-def _log_failure(source: PollSource, exc: Exception, message: str) -> None:
+def _log_failure(memory: ErrorMemory, source: PollSource, exc: Exception, message: str) -> None:
     hint = ""
     if isinstance(exc, PollError) and exc.status in {401, 403}:
         hint = " (check the token in the variable that token_env names, and its scopes)"
     elif isinstance(exc, PollError) and exc.status == 404:
         hint = " (check the organization / project ids)"
-    repeated = _memory.last.get(source.name) == message
-    _memory.last[source.name] = message
+    repeated = memory.last.get(source.name) == message
+    memory.last[source.name] = message
     if repeated:  # the same failure as last time: once at WARNING is enough
         log.debug("%s source %r still failing: %s", source.kind, source.name, message)
     elif isinstance(exc, PollError):

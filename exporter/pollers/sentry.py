@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 import requests
 
-from exporter.errors import PollError
-from exporter.pollers.common import Clock, JsonClient, Params, Sleep
+from exporter.errors import ConfigError, PollError
+from exporter.http import sentry_api_root
+from exporter.pollers.client import Clock, JsonClient, Params, PollResult, Sleep
+from exporter.settings import Table, parse_duration
+from storage.release_health import HealthRow
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +35,6 @@ STATUS_FIELDS: tuple[str, ...] = ("sum(session)",)
 MAX_PAGES = 50  # of up to 5000 groups each; a guard against a cursor that never ends
 
 
-def api_root(base_url: str) -> str:
-    """The host part of a Sentry base URL: users also paste the self-hosted form .../api/0/."""
-    return base_url.rstrip("/").removesuffix("/api/0")
-
-
 @dataclass(frozen=True, kw_only=True)
 class SentrySource:
     """One configured Sentry organization to poll (host only in base_url, e.g. de.sentry.io)."""
@@ -51,7 +50,7 @@ class SentrySource:
 
     @property
     def sessions_url(self) -> str:
-        return api_root(self.base_url) + SESSIONS_PATH.format(
+        return sentry_api_root(self.base_url) + SESSIONS_PATH.format(
             organization=quote(self.organization, safe="")
         )
 
@@ -69,6 +68,19 @@ class SentryReleaseHealth:
     crash_free_users: float | None
     sessions_by_status: dict[str, int] = field(default_factory=dict)
 
+    def row(self, source: str) -> HealthRow:
+        return HealthRow(
+            source=source,
+            project=str(self.project_id),
+            environment=self.environment,
+            release=self.release,
+            total_sessions=self.total_sessions,
+            users=self.users,
+            crash_free_sessions=self.crash_free_sessions,
+            crash_free_users=self.crash_free_users,
+            sessions_by_status=dict(self.sessions_by_status),
+        )
+
 
 @dataclass(frozen=True)
 class SentrySessionsPayloads:
@@ -77,15 +89,6 @@ class SentrySessionsPayloads:
     totals: dict[str, Any]
     by_status: dict[str, Any]
     requests: int
-
-
-@dataclass(frozen=True)
-class SentryPollResult:
-    source: str
-    records: tuple[SentryReleaseHealth, ...]
-    projects: tuple[str, ...]  # configured project ids (empty: all projects)
-    requests: int
-    duration_seconds: float
 
 
 def query_params(source: SentrySource, *, by_status: bool) -> list[tuple[str, str]]:
@@ -173,12 +176,12 @@ def poll(
     sleep: Sleep = time.sleep,
     now: Clock = time.time,
     monotonic: Clock = time.monotonic,
-) -> SentryPollResult:
+) -> PollResult[SentryReleaseHealth, Any]:
     """Fetch and parse one source; raises PollError, which the job records as source_up=0."""
     started = monotonic()
     payloads = fetch_sessions(session, source, sleep=sleep, now=now)
     records = parse_sessions(payloads.totals, payloads.by_status)
-    return SentryPollResult(
+    return PollResult(
         source=source.name,
         records=tuple(records),
         projects=tuple(str(p) for p in source.projects),
@@ -271,3 +274,44 @@ def _rate(totals: dict[str, Any], name: str) -> float | None:
     if not 0.0 <= value <= 1.0:  # a ratio; a percentage here would mean the API changed
         raise PollError(f"Sentry {name} = {value!r} is outside 0..1")
     return float(value)
+
+
+TABLE_KEYS = (
+    "name",
+    "base_url",
+    "organization",
+    "token_env",
+    "projects",
+    "environments",
+    "poll_interval",
+    "window",
+)
+_STATS_PERIOD_RE = re.compile(r"[1-9]\d*[mhdw]")
+
+
+def from_table(t: Table, name: str, environ: Mapping[str, str]) -> SentrySource:
+    """A [[sentry]] table; every error names the setting."""
+    projects = t.texts("projects")
+    bad = [p for p in projects if not p.isdigit()]
+    if bad:
+        raise ConfigError(f"{t.name('projects')}: Sentry project ids are numbers, got {bad[0]!r}")
+    window = t.text("window", "24h").lower()
+    if not _STATS_PERIOD_RE.fullmatch(window):
+        raise ConfigError(
+            f"{t.name('window')}: expected a period such as 24h or 14d, got {window!r}"
+        )
+    # Sentry refuses more than 1000 buckets (MAX_POINTS); includeSeries=0 makes the bucket
+    # size otherwise irrelevant, so long windows use daily buckets.
+    window_seconds = parse_duration(t.name("window"), window)
+    if window_seconds > 999 * 86400:
+        raise ConfigError(f"{t.name('window')}: at most 999d, got {window!r}")
+    return SentrySource(
+        name=name,
+        organization=t.text("organization"),
+        token=t.secret("token_env", environ),
+        base_url=t.url("base_url", "https://sentry.io"),
+        projects=tuple(int(p) for p in projects),
+        environments=t.texts("environments"),
+        window=window,
+        interval="1h" if window_seconds <= 999 * 3600 else "1d",
+    )

@@ -1,1 +1,1 @@
-"""Flask blueprints, one per concern."""
+"""HTTP plumbing shared by every feature: state, errors, auth, bodies, pagination, access log."""

@@ -20,7 +20,7 @@ import yaml
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from exporter.collector import described_metric_names
+from exporter.metrics.collector import described_metric_names
 from tests.conftest import Daemon
 from tests.prometheus import Prometheus, prometheus_launcher
 from tests.upstreams import TOKEN_ENV, FakeBugsnag, FakeSentry, sources_toml

@@ -7,23 +7,24 @@ from typing import Any
 
 import pytest
 
-from exporter.config import SETTINGS, Settings
+from exporter.config import load_settings
 from exporter.errors import ConfigError
+from exporter.settings import SETTINGS
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_defaults_work_without_config() -> None:
-    s = Settings.load(None, {})
+    s = load_settings(None, {})
     assert (s.host, s.port, s.db) == ("127.0.0.1", 8080, "releasebits.db")
 
 
 def test_precedence_file_env_override(tmp_path: Path) -> None:
     cfg = tmp_path / "rb.toml"
     cfg.write_text('port = 9000\ndb = "/tmp/x.db"\nworkers = 3\n')
-    s = Settings.load(cfg, {"RELEASEBITS_PORT": "9100"}, {"workers": 5})
+    s = load_settings(cfg, {"RELEASEBITS_PORT": "9100"}, {"workers": 5})
     assert (s.port, s.db, s.workers) == (9100, "/tmp/x.db", 5)
-    assert Settings.load(None, {"RELEASEBITS_CONFIG": str(cfg)}).port == 9000
+    assert load_settings(None, {"RELEASEBITS_CONFIG": str(cfg)}).port == 9000
 
 
 @pytest.mark.parametrize(
@@ -45,7 +46,7 @@ def test_precedence_file_env_override(tmp_path: Path) -> None:
 )
 def test_bad_values_name_the_setting(env: dict[str, str], needle: str) -> None:
     with pytest.raises(ConfigError) as info:
-        Settings.load(None, env)
+        load_settings(None, env)
     assert needle in str(info.value)
     assert "\n" not in str(info.value)
 
@@ -54,10 +55,10 @@ def test_bad_toml(tmp_path: Path) -> None:
     cfg = tmp_path / "rb.toml"
     cfg.write_text("port = \n")
     with pytest.raises(ConfigError, match="not valid TOML"):
-        Settings.load(cfg, {})
+        load_settings(cfg, {})
     cfg.write_text("prot = 80\n")
     with pytest.raises(ConfigError, match="prot: unknown setting"):
-        Settings.load(cfg, {})
+        load_settings(cfg, {})
 
 
 def test_every_setting_is_documented_in_readme() -> None:
@@ -98,7 +99,7 @@ ENV = {"SENTRY_TOKEN": "sntrys_x", "BUGSNAG_TOKEN": "b-token"}
 def test_sources_and_component_mappings(tmp_path: Path) -> None:
     cfg = tmp_path / "rb.toml"
     cfg.write_text(SOURCES)
-    s = Settings.load(cfg, ENV)
+    s = load_settings(cfg, ENV)
     sentry, mobile = s.sources
     assert (sentry.name, sentry.kind, sentry.interval_seconds) == ("sentry", "sentry", 300)
     assert sentry.config.token == "sntrys_x"  # type: ignore[union-attr]
@@ -117,7 +118,7 @@ def test_long_sentry_windows_use_daily_buckets(tmp_path: Path, window: str, inte
     # Sentry answers 400 beyond 1000 buckets: 90 days of hourly buckets would fail every poll.
     cfg = tmp_path / "rb.toml"
     cfg.write_text(SOURCES.replace('window = "14d"', f'window = "{window}"'))
-    sentry = Settings.load(cfg, ENV).sources[0].config
+    sentry = load_settings(cfg, ENV).sources[0].config
     assert (sentry.window, sentry.interval) == (window, interval)  # type: ignore[union-attr]
 
 
@@ -168,6 +169,6 @@ def test_bad_sources_are_one_line_errors(tmp_path: Path, edit: Any, needle: str)
     cfg.write_text(edit(SOURCES))
     env = {} if "is not set" in needle else ENV
     with pytest.raises(ConfigError) as info:
-        Settings.load(cfg, env)
+        load_settings(cfg, env)
     assert needle in str(info.value)
     assert "\n" not in str(info.value)

@@ -97,7 +97,7 @@ def test_durations_fill_histogram_buckets(db: Any) -> None:
         ev["finished_at"] = datetime.fromtimestamp(started.timestamp() + seconds, UTC)
         record(db, "checkout", ev)
     (row,) = aggregates.snapshot(db, max_components=10, max_stages=10).durations
-    bounds = [*events.DURATION_BUCKETS, float("inf")]
+    bounds = [*aggregates.DURATION_BUCKETS, float("inf")]
     assert row["count"] == 5
     assert row["sum"] == 0.5 + 45 + 45 + 4000 + 100000
     by_bound = dict(zip(bounds, row["buckets"], strict=True))

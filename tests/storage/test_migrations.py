@@ -5,15 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from storage.db import open_db
-from storage.migrations import migrations
 
 
 def test_apply_twice_is_a_noop(tmp_path: Path) -> None:
     db = open_db(tmp_path / "a.db", migrate=True)
-    applied = [m.name for m in migrations.applied(db)]
+    applied = db.applied_migrations()
     assert applied == ["m001_initial", "m002_release_health", "m003_outbox"]
-    migrations.apply(db)
-    assert [m.name for m in migrations.applied(db)] == applied
+    db.migrate()
+    assert db.applied_migrations() == applied
     assert {"deployments", "builds", "tokens", "event_stats", "current_versions"} <= set(
         db.table_names()
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from storage import tokens
-from storage.db import StorageError, open_db, run_write, write_transaction
+from storage.db import StorageError, open_db
 
 
 def _writer(path: str, proc: int, rounds: int) -> None:
@@ -21,7 +21,7 @@ def _writer(path: str, proc: int, rounds: int) -> None:
         try:
             for i in range(rounds):
                 tokens.create_token(db, f"p{proc}-t{thread}-{i}", ("read",))
-                with write_transaction(db):
+                with db.transaction():
                     db.execute(
                         "INSERT INTO worker_state (name, value, updated_at) VALUES (?, 'x', 0)",
                         [f"p{proc}-t{thread}-{i}"],
@@ -60,13 +60,13 @@ def test_writers_in_several_processes_all_commit(tmp_path: Path) -> None:
 def test_a_failed_transaction_releases_the_lock(tmp_path: Path) -> None:
     db = open_db(tmp_path / "rb.db", migrate=True)
     try:
-        with write_transaction(db):
+        with db.transaction():
             db.execute("INSERT INTO worker_state (name, value, updated_at) VALUES ('a', 'x', 0)")
             raise RuntimeError("boom")
     except RuntimeError:
         pass
     other = open_db(tmp_path / "rb.db")
-    with write_transaction(other):  # would block forever if the lock had leaked
+    with other.transaction():  # would block forever if the lock had leaked
         other.execute("INSERT INTO worker_state (name, value, updated_at) VALUES ('b', 'x', 0)")
     assert [r[0] for r in db.execute("SELECT name FROM worker_state ORDER BY name")] == ["b"]
 
@@ -94,7 +94,7 @@ def test_group_commit_isolates_a_failing_writer_and_commits_the_rest(tmp_path: P
                 return (i, k)
 
             try:
-                returned[i].append(run_write(db, work))
+                returned[i].append(db.write(work))
             except ValueError:
                 raised[i] += 1
         db.close()
@@ -116,10 +116,10 @@ def test_a_failed_commit_fails_every_caller_of_the_batch(tmp_path: Path) -> None
     db = open_db(tmp_path / "rb.db", migrate=True)
     db.conn.execute("BEGIN")  # a transaction left open: the batch cannot start
     try:
-        run_write(db, lambda d: d.execute("SELECT 1"))
+        db.write(lambda d: d.execute("SELECT 1"))
     except StorageError as exc:
         assert "open transaction" in str(exc)
     else:
-        raise AssertionError("run_write started inside an open transaction")
+        raise AssertionError("write started inside an open transaction")
     db.conn.execute("ROLLBACK")
-    assert run_write(db, lambda d: d.execute("SELECT 41 + 1").fetchone()[0]) == 42
+    assert db.write(lambda d: d.execute("SELECT 41 + 1").fetchone()[0]) == 42

@@ -12,9 +12,10 @@ import requests
 from pytest_httpserver import HTTPServer
 
 from exporter.app import create_app
-from exporter.config import Settings
+from exporter.config import load_settings
 from exporter.http import make_session
-from exporter.pollers.jobs import poll_source
+from exporter.pollers.jobs import ErrorMemory, poll_source
+from exporter.settings import Settings
 from tests.upstreams import (
     BUGSNAG_PROJECT,
     BUGSNAG_TOKEN,
@@ -37,7 +38,7 @@ def fakes(httpserver: HTTPServer) -> tuple[FakeSentry, FakeBugsnag]:
 def settings(tmp_path: Path, fakes: tuple[FakeSentry, FakeBugsnag]) -> Settings:
     cfg = tmp_path / "releasebits.toml"
     cfg.write_text(f'db = "{tmp_path / "rb.db"}"\n' + sources_toml(*fakes))
-    return Settings.load(cfg, TOKEN_ENV)
+    return load_settings(cfg, TOKEN_ENV)
 
 
 @pytest.fixture
@@ -166,8 +167,9 @@ def test_a_failing_source_keeps_last_values_and_logs_once(
 
     sentry.fail_with(401, '{"detail": "Invalid token"}')
     caplog.set_level(logging.DEBUG, logger="exporter")
+    memory = ErrorMemory()  # the worker's, shared by its scheduled polls
     for _ in range(3):  # three scheduled polls with a bad token
-        report = poll_source(db, sentry_source, session)
+        report = poll_source(db, sentry_source, session, memory=memory)
         assert not report.ok and report.status == 401
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
@@ -219,7 +221,7 @@ def test_connection_refused_is_a_failed_poll(db: Any, tmp_path: Path, session: A
         '[[sentry]]\nbase_url = "http://127.0.0.1:9"\norganization = "acme"\n'
         'token_env = "SENTRY_TOKEN"\n'
     )
-    s = Settings.load(cfg, TOKEN_ENV)
+    s = load_settings(cfg, TOKEN_ENV)
     report = poll_source(db, s.sources[0], session)
     assert not report.ok
     assert "cannot be reached" in (report.error or "")

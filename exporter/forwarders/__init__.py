@@ -1,1 +1,0 @@
-"""Forwarders: one small module per downstream target."""

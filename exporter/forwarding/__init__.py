@@ -1,0 +1,1 @@
+"""Forwarding: route events to targets at ingest, deliver the outbox, show deliveries."""

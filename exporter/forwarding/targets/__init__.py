@@ -1,0 +1,1 @@
+"""Forwarding targets: one module per upstream, one interface (base.Target)."""

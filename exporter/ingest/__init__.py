@@ -1,0 +1,1 @@
+"""Ingest: the HTTP API CI/CD pipelines post deployments, builds and releases to."""

@@ -1,0 +1,206 @@
+"""Deployments and builds: POST (durable, idempotent), list with filters and cursors, get by id."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from typing import Any
+
+from flask import Blueprint, Response, g, jsonify, request
+
+from exporter.errors import ValidationError
+from exporter.ingest.validation import parse_timestamp, validate_event
+from exporter.names import RESULT_CLASSES, normalize_slug
+from exporter.web.auth import require
+from exporter.web.body import read_payload
+from exporter.web.errors import ApiError
+from exporter.web.pagination import cursor_arg, paged, pair, parse_limit
+from exporter.web.params import CURSOR, Param, declares, limit_param
+from exporter.web.state import get_db, settings, state
+from storage import components, events
+from storage.idempotency import Idempotency
+
+log = logging.getLogger(__name__)
+bp = Blueprint("ingest", __name__)
+
+KINDS = ("deployment", "build")
+IDEMPOTENCY_KEY_MAX = 255
+_TS = {"type": "string", "format": "date-time"}
+
+# The list filters of each kind, declared once for the routes and the OpenAPI document.
+COMMON_FILTERS = (
+    Param("version", description="Exact version."),
+    Param("result", description="Raw result or result class (" + ", ".join(RESULT_CLASSES) + ")."),
+    Param("since", _TS, "Finished at or after (ISO 8601)."),
+    Param("until", _TS, "Finished before (ISO 8601)."),
+)
+LIST_PARAMS = {
+    "deployment": (
+        limit_param(500),
+        CURSOR,
+        *COMMON_FILTERS,
+        Param("stage", description="Stage (case-insensitive)."),
+        Param("host", description="Exact host."),
+    ),
+    "build": (limit_param(500), CURSOR, *COMMON_FILTERS),
+}
+
+
+def slug_or_error(raw: str) -> str:
+    try:
+        return normalize_slug(raw)
+    except ValidationError as exc:
+        raise ApiError(400, "invalid_slug", str(exc), exc.fields) from None
+
+
+def idempotency_of(kind: str, slug: str, payload: dict[str, Any]) -> Idempotency | None:
+    """The request's Idempotency-Key, scoped to its token, kind and component; None if absent."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > IDEMPOTENCY_KEY_MAX:
+        raise ApiError(
+            400,
+            "invalid_idempotency_key",
+            f"Idempotency-Key must be 1-{IDEMPOTENCY_KEY_MAX} characters",
+        )
+    digest = hashlib.sha256(
+        json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str).encode()
+    ).hexdigest()
+    return Idempotency(
+        scope=f"{g.token.id}:{kind}:{slug}",
+        key=key,
+        request_hash=digest,
+        ttl_seconds=settings().idempotency_ttl_hours * 3600,
+    )
+
+
+def record(
+    kind: str, slug: str, event: dict[str, Any], body: dict[str, Any], idem: Idempotency | None
+) -> events.Outcome:
+    """Store a validated event (aggregates and outbox rows in its transaction); log it once."""
+    s = settings()
+    outcome = events.record_event(
+        get_db(),
+        kind,
+        slug,
+        event,
+        event_id=body["id"],
+        body=body,
+        limits=events.Limits(s.max_components, s.max_stages),
+        idempotency=idem,
+        forward=state().router,
+    )
+    if outcome.conflict:
+        raise ApiError(
+            409,
+            "idempotency_conflict",
+            "this Idempotency-Key was already used with a different request body",
+        )
+    if outcome.created:
+        if outcome.component_created and "component" in outcome.overflow:
+            log.warning(
+                "component %r is past max_components=%d: its events are stored but not "
+                "exported as metrics (see releasebits_series_limit_exceeded_events_total)",
+                slug,
+                s.max_components,
+            )
+        log.info("stored %s %s for %s version=%s", kind, body["id"], slug, event["version"])
+    return outcome
+
+
+def _create(kind: str, raw_slug: str) -> Response:
+    slug = slug_or_error(raw_slug)
+    payload = read_payload()
+    try:
+        event, ignored = validate_event(kind, payload, default_stage=settings().default_stage)
+    except ValidationError as exc:
+        raise ApiError(422, "validation_failed", str(exc), exc.fields) from None
+    idem = idempotency_of(kind, slug, payload)
+    body: dict[str, Any] = {"id": str(uuid.uuid4())}
+    if ignored:
+        body["ignored_fields"] = ignored
+    outcome = record(kind, slug, event, body, idem)
+    resp = jsonify(outcome.body)
+    resp.status_code = outcome.status
+    if not outcome.created:
+        resp.headers["Idempotent-Replayed"] = "true"
+    resp.headers["Location"] = f"/components/{slug}/{kind}s/{outcome.body['id']}"
+    return resp
+
+
+def _filters(kind: str) -> dict[str, Any]:
+    """The storage filters of a list request, from the parameters LIST_PARAMS declares."""
+    out: dict[str, Any] = {}
+    for param in LIST_PARAMS[kind]:
+        value = request.args.get(param.name)
+        if not value or param.name in ("limit", "cursor"):
+            continue
+        if param.name == "stage":
+            out["stage"] = value.lower()
+        elif param.name == "result":
+            out["result_class" if value in RESULT_CLASSES else "result"] = value
+        elif param.name in ("since", "until"):
+            out[param.name] = _timestamp_arg(param.name, value)
+        else:
+            out[param.name] = value
+    return out
+
+
+def _timestamp_arg(name: str, value: str) -> float:
+    try:
+        return parse_timestamp(value).timestamp()
+    except ValueError:
+        raise ApiError(
+            400, "invalid_parameter", f"{name} must be an ISO 8601 timestamp", {name: value[:64]}
+        ) from None
+
+
+def _list(kind: str, raw_slug: str) -> Response:
+    slug = slug_or_error(raw_slug)
+    db = get_db()
+    if not components.exists(db, slug):
+        raise ApiError(404, "not_found", f"no component named {slug!r}")
+    limit = parse_limit()
+    after = cursor_arg(pair(float, int))
+    rows, cursor = events.list_events(
+        db, kind, component=slug, filters=_filters(kind), limit=limit, after=after
+    )
+    return paged(rows, cursor)
+
+
+def _get(kind: str, raw_slug: str, event_id: str) -> Response:
+    slug = slug_or_error(raw_slug)
+    found = events.get_event(get_db(), kind, slug, event_id)
+    if found is None:
+        raise ApiError(404, "not_found", f"no {kind} {event_id[:64]!r} for component {slug!r}")
+    return jsonify(found)
+
+
+def _register(kind: str) -> None:
+    """The three routes of one kind: POST and GET the collection, GET one."""
+
+    @require("write")
+    def create(slug: str) -> Any:
+        return _create(kind, slug)
+
+    @require("read")
+    @declares(*LIST_PARAMS[kind])
+    def list_(slug: str) -> Any:
+        return _list(kind, slug)
+
+    @require("read")
+    def get(slug: str, event_id: str) -> Any:
+        return _get(kind, slug, event_id)
+
+    collection = f"/components/<slug>/{kind}s"
+    bp.add_url_rule(collection, f"create_{kind}", create, methods=["POST"], strict_slashes=False)
+    bp.add_url_rule(collection, f"list_{kind}s", list_, methods=["GET"], strict_slashes=False)
+    bp.add_url_rule(collection + "/<event_id>", f"get_{kind}", get, methods=["GET"])
+
+
+for _kind in KINDS:
+    _register(_kind)

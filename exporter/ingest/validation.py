@@ -1,0 +1,161 @@
+"""Validation and normalisation of ingested events: fields, timestamps, result classes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from exporter.errors import ValidationError
+from exporter.names import STAGE_RE, result_class
+
+MAX_SHORT = 255
+MAX_META_BYTES = 16 * 1024
+FUTURE_TOLERANCE = timedelta(hours=24)
+
+
+def parse_timestamp(value: str) -> datetime:
+    """Parse ISO 8601 (with Z or an offset; naive means UTC) into an aware UTC datetime."""
+    text = value.strip()
+    if not text or len(text) > 64:
+        raise ValueError("not an ISO 8601 timestamp")
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+def _text(
+    fields: dict[str, str], name: str, value: Any, *, required: bool = False, limit: int = MAX_SHORT
+) -> str | None:
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        if required:
+            fields[name] = "is required"
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # build numbers sent as JSON numbers are common in CI templates
+    if not isinstance(value, str):
+        fields[name] = f"must be a string, got {type(value).__name__}"
+        return None
+    value = value.strip()
+    if not _clean(value):
+        fields[name] = "must be valid Unicode without NUL characters"
+        return None
+    if len(value) > limit:
+        fields[name] = f"must be at most {limit} characters"
+        return None
+    return value
+
+
+def _clean(text: str) -> bool:
+    """No NUL bytes and no lone surrogates (JSON can smuggle "\\ud800"; it cannot be stored
+    as UTF-8 nor written into the exposition)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_json_strings(value: Any) -> bool:
+    if isinstance(value, str):
+        return _clean(value)
+    if isinstance(value, dict):
+        return all(_check_json_strings(k) and _check_json_strings(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_check_json_strings(v) for v in value)
+    return True
+
+
+COMMON_FIELDS = ("version", "result", "started_at", "finished_at", "commit_sha", "branch", "tag")
+DEPLOYMENT_FIELDS = (*COMMON_FIELDS, "stage", "host", "code_name", "meta_data", "release")
+BUILD_FIELDS = (*COMMON_FIELDS, "url", "code_name", "meta_data")
+
+
+def validate_event(
+    kind: str, data: Mapping[str, Any], *, default_stage: str, now: datetime | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """Validate a deployment or build payload; return (normalised event, ignored field names)."""
+    allowed = DEPLOYMENT_FIELDS if kind == "deployment" else BUILD_FIELDS
+    fields: dict[str, str] = {}
+    out: dict[str, Any] = {}
+    out["version"] = _text(fields, "version", data.get("version"), required=True)
+    out["result"] = _text(fields, "result", data.get("result"), limit=64)
+    out["commit_sha"] = _text(fields, "commit_sha", data.get("commit_sha"), limit=128)
+    out["branch"] = _text(fields, "branch", data.get("branch"))
+    out["tag"] = _text(fields, "tag", data.get("tag"))
+    out["code_name"] = _text(fields, "code_name", data.get("code_name"))
+    if kind == "deployment":
+        out["host"] = _text(fields, "host", data.get("host"))
+        out["release"] = _text(fields, "release", data.get("release"))
+        out["stage"] = _stage(fields, data.get("stage")) or default_stage
+    else:
+        out["url"] = _text(fields, "url", data.get("url"), limit=2048)
+    out["meta_data"] = _meta_data(fields, data.get("meta_data"), MAX_META_BYTES)
+    out["started_at"], out["finished_at"] = _times(fields, data, now or datetime.now(UTC))
+    if fields:
+        raise ValidationError(fields)
+    out["result_class"] = result_class(out["result"])
+    ignored = sorted(k for k in data if k not in allowed and k != "access_token")
+    return out, ignored
+
+
+def _stage(fields: dict[str, str], value: Any) -> str | None:
+    stage = _text(fields, "stage", value, limit=64)
+    if stage is None:
+        return None
+    stage = stage.lower()
+    if not STAGE_RE.fullmatch(stage):
+        fields["stage"] = (
+            "must be 1-64 characters of a-z, 0-9, '.', '_', '-' starting with a letter or digit"
+        )
+    return stage
+
+
+def _meta_data(fields: dict[str, str], meta: Any, max_bytes: int | None) -> dict[str, Any]:
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        fields["meta_data"] = f"must be an object, got {type(meta).__name__}"
+        return {}
+    if not _check_json_strings(meta):
+        fields["meta_data"] = "must be valid Unicode without NUL characters"
+    elif max_bytes is not None and len(json.dumps(meta, ensure_ascii=False).encode()) > max_bytes:
+        fields["meta_data"] = f"must be at most {max_bytes} bytes as JSON"
+    return meta
+
+
+def _times(
+    fields: dict[str, str], data: Mapping[str, Any], now: datetime
+) -> tuple[datetime | None, datetime]:
+    """(started_at, finished_at): finished_at defaults to now; neither in the far future."""
+    times: dict[str, datetime | None] = {}
+    for name in ("started_at", "finished_at"):
+        raw = _text(fields, name, data.get(name), limit=64)
+        times[name] = None
+        if raw is not None:
+            try:
+                times[name] = parse_timestamp(raw)
+            except ValueError:
+                fields[name] = "must be an ISO 8601 timestamp such as 2018-05-27T13:15:30.311Z"
+    finished = times["finished_at"] or now
+    started = times["started_at"]
+    if finished > now + FUTURE_TOLERANCE:
+        fields["finished_at"] = "is more than 24 hours in the future"
+    if started is not None and started > finished:
+        fields["started_at"] = "is after finished_at"
+    return started, finished
+
+
+def validate_release(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate a release payload: name (required), description, meta_data."""
+    fields: dict[str, str] = {}
+    name = _text(fields, "name", data.get("name"), required=True)
+    description = _text(fields, "description", data.get("description"), limit=4096)
+    meta = _meta_data(fields, data.get("meta_data") or {}, None)
+    if fields:
+        raise ValidationError(fields)
+    return {"name": name, "description": description, "meta_data": meta}

@@ -1,0 +1,1 @@
+"""/metrics: the collector over pre-aggregated rows, its metric families, and the scrape route."""

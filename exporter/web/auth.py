@@ -1,0 +1,72 @@
+"""Token auth: `Authorization: Bearer <t>`, `Authorization: <t>` or `?access_token=<t>`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+from flask import g, request
+
+from exporter.web.errors import ApiError
+from exporter.web.state import get_db
+from storage import tokens
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def request_token() -> str | None:
+    """The token from `Authorization: Bearer <t>`, `Authorization: <t>` or `?access_token=`."""
+    header = request.headers.get("Authorization")
+    if header is not None:
+        value = header.strip()
+        if value.lower().startswith("bearer "):
+            value = value[7:].strip()
+        elif value.lower().startswith("token "):
+            value = value[6:].strip()
+        return value
+    if "access_token" in request.args:
+        return request.args.get("access_token", "").strip()
+    return None
+
+
+def check_scope(scope: str) -> tokens.Token:
+    token = request_token()
+    challenge = {"WWW-Authenticate": 'Bearer realm="releasebits"'}
+    if token is None:
+        raise ApiError(
+            401,
+            "missing_token",
+            "this endpoint needs an API token: send 'Authorization: Bearer <token>' or "
+            "?access_token=<token> (create one with 'releasebits token create NAME')",
+            headers=challenge,
+        )
+    if token == "":
+        raise ApiError(401, "invalid_token", "the API token is empty", headers=challenge)
+    found = tokens.authenticate(get_db(), token)
+    if found is None:
+        raise ApiError(
+            401, "invalid_token", "the API token is unknown or revoked", headers=challenge
+        )
+    if scope not in found.scopes:
+        raise ApiError(
+            403,
+            "insufficient_scope",
+            f"the token '{found.name}' lacks the '{scope}' scope",
+        )
+    g.token = found
+    return found
+
+
+def require(scope: str) -> Callable[[F], F]:
+    """Decorator: the view needs a token with `scope` ('read' or 'write')."""
+
+    def decorator(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            check_scope(scope)
+            return view(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorator

@@ -1,0 +1,45 @@
+"""What a request handler reaches through the app: settings, the forwarding router, the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+from flask import current_app, g
+from prometheus_client import CollectorRegistry
+
+from exporter.settings import Settings
+from storage.db import Store, thread_store
+from storage.outbox import Router
+
+
+@dataclass
+class AppState:
+    """Shared objects of one app, kept in app.extensions["releasebits"]."""
+
+    settings: Settings
+    registry: CollectorRegistry
+    router: Router | None  # which forwarding targets want an event; None: no targets
+
+
+def state() -> AppState:
+    return cast(AppState, current_app.extensions["releasebits"])
+
+
+def settings() -> Settings:
+    return state().settings
+
+
+def get_db() -> Store:
+    """This thread's store (sqlite3 connections are per-thread; reused across requests)."""
+    if "db" not in g:
+        s = settings()
+        g.db = thread_store(s.db, synchronous=s.sqlite_synchronous)
+    return cast(Store, g.db)
+
+
+def rollback_request_db(exc: BaseException | None) -> None:
+    """Teardown: a request that failed mid-transaction leaves nothing half-written behind."""
+    db = g.get("db")
+    if db is not None:
+        db.rollback()

@@ -1,0 +1,526 @@
+"""README badges: every badge parsed as SVG (XML), its text and colour after real API events."""
+
+from __future__ import annotations
+
+import hashlib
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exporter.app import create_app
+from exporter.badges import model as badges
+from exporter.badges.svg import render_svg
+from exporter.config import load_settings
+from exporter.settings import ComponentMapping, Settings, SourceMapping
+from storage import release_health, tokens
+
+SVG = "{http://www.w3.org/2000/svg}"
+GREY = "#9f9f9f"
+BLUE = "#007ec6"
+BRIGHTGREEN = "#4c1"
+RED = "#e05d44"
+YELLOW = "#dfb317"
+ORANGE = "#fe7d37"
+SCRIPT_VERSION = '"><script>alert(1)</script>'
+# What shields.io accepts in an endpoint answer (https://shields.io/badges/endpoint-badge).
+ENDPOINT_KEYS = {
+    "schemaVersion",
+    "label",
+    "message",
+    "color",
+    "labelColor",
+    "isError",
+    "namedLogo",
+    "logoSvg",
+    "logoColor",
+    "logoWidth",
+    "style",
+    "cacheSeconds",
+}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """checkout's versions are released in Sentry project 1 as checkout@<version>."""
+    return Settings(
+        db=str(tmp_path / "releasebits.db"),
+        components={
+            "checkout": ComponentMapping(
+                sources={"sentry": SourceMapping(project="1", release="checkout@{version}")}
+            )
+        },
+    )
+
+
+@dataclass
+class Drawn:
+    """What a person sees on a badge: its two texts, two colours and its height."""
+
+    label: str
+    message: str
+    label_color: str
+    color: str
+    height: str
+    width: float
+
+
+def drawn(body: bytes) -> Drawn:
+    root = ET.fromstring(body)  # raises on anything that is not well-formed XML
+    assert root.tag == f"{SVG}svg"
+    texts: list[str] = []
+    for el in root.iter(f"{SVG}text"):
+        if el.get("fill") == "#010101":  # the shadow copy under each text
+            continue
+        texts.append(el.text or "")
+    clip_rects = {id(r) for c in root.iter(f"{SVG}clipPath") for r in c}
+    fills = [
+        r.get("fill", "")
+        for r in root.iter(f"{SVG}rect")
+        if id(r) not in clip_rects and not r.get("fill", "").startswith(("url(", "rgba("))
+    ]
+    assert len(texts) == 2, texts
+    assert len(fills) == 2, fills
+    return Drawn(
+        texts[0], texts[1], fills[0], fills[1], root.get("height", ""), float(root.get("width", 0))
+    )
+
+
+def get_badge(client: Any, path: str, **kwargs: Any) -> Drawn:
+    resp = client.get(path, **kwargs)
+    assert resp.status_code == 200, resp.data
+    assert resp.headers["Content-Type"] == "image/svg+xml; charset=utf-8"
+    return drawn(resp.data)
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def ago(**delta: float) -> str:
+    return iso(datetime.now(UTC) - timedelta(**delta))
+
+
+def deploy(client: Any, auth: dict[str, str], slug: str = "checkout", **fields: Any) -> None:
+    resp = client.post(f"/components/{slug}/deployments", json=fields, headers=auth)
+    assert resp.status_code == 201, resp.get_json()
+
+
+def build(client: Any, auth: dict[str, str], slug: str = "checkout", **fields: Any) -> None:
+    resp = client.post(f"/components/{slug}/builds", json=fields, headers=auth)
+    assert resp.status_code == 201, resp.get_json()
+
+
+def store_health(db: Any, release: str, ratio: float | None, **kw: Any) -> None:
+    row = release_health.HealthRow(
+        source=kw.get("source", "sentry"),
+        project=kw.get("project", "1"),
+        environment=kw.get("environment", "production"),
+        release=release,
+        total_sessions=kw.get("sessions", 1000),
+        users=100,
+        crash_free_sessions=ratio,
+        crash_free_users=ratio,
+    )
+    release_health.store_poll(db, row.source, [row], kw.get("targets", ()), duration=0.1)
+
+
+# --- kinds ------------------------------------------------------------------------------------
+
+
+def test_version_badge_shows_the_version_deployed_to_each_stage(client: Any, auth: Any) -> None:
+    deploy(client, auth, version="v1.2.3", stage="production", host="web-1")
+    deploy(client, auth, version="v1.3.0-rc.1", stage="staging")
+    deploy(client, auth, version="v1.3.0-rc.2", stage="staging", result="failed")
+
+    prod = get_badge(client, "/badges/components/checkout/version.svg")
+    assert (prod.label, prod.message, prod.color) == ("production", "v1.2.3", BLUE)
+    assert prod.label_color == "#555"
+    staging = get_badge(client, "/badges/components/checkout/version.svg?stage=staging")
+    assert (staging.label, staging.message) == ("staging", "v1.3.0-rc.1")  # the failed one isn't
+
+
+@pytest.mark.parametrize(
+    ("result", "message", "color"),
+    [
+        ("success", "passing", BRIGHTGREEN),
+        ("failed", "failing", RED),
+        ("timeout", "error", ORANGE),
+        ("aborted", "cancelled", GREY),
+        ("Flaky", "flaky", GREY),
+    ],
+)
+def test_build_badge_shows_the_last_build_result(
+    client: Any, auth: Any, result: str, message: str, color: str
+) -> None:
+    build(client, auth, version="41", result="success", finished_at=ago(hours=2))
+    build(client, auth, version="42", result=result, finished_at=ago(hours=1))
+    badge = get_badge(client, "/badges/components/checkout/build.svg")
+    assert (badge.label, badge.message, badge.color) == ("build", message, color)
+
+
+def test_crash_free_badge_is_coloured_against_the_target(
+    client: Any, auth: Any, db: Any, app: Any
+) -> None:
+    deploy(client, auth, version="1.2.3")
+    path = "/badges/components/checkout/crash-free.svg"
+    assert get_badge(client, path).message == "no data"  # polled nothing yet
+
+    for ratio, message, color in (
+        (0.99523, "99.52%", BRIGHTGREEN),  # target 0.99 (crash_free_target)
+        (0.985, "98.5%", YELLOW),  # within one more error budget
+        (0.95, "95%", RED),
+        (0.99999, "99.99%", BRIGHTGREEN),  # rounded down: never a perfect 100% that isn't
+        (1.0, "100%", BRIGHTGREEN),
+    ):
+        store_health(db, "checkout@1.2.3", ratio)
+        badge = get_badge(client, path)
+        assert (badge.label, badge.message, badge.color) == ("crash-free", message, color)
+
+    # A project's own stability target (Bugsnag has them) wins over crash_free_target.
+    target = release_health.Target("sentry", "1", "stability", 0.999, 0.99)
+    store_health(db, "checkout@1.2.3", 0.995, targets=[target])
+    assert get_badge(client, path).color == RED
+
+    assert get_badge(client, path + "?source=sentry").message == "99.5%"
+    assert get_badge(client, path + "?source=bugsnag").message == "not found"
+    # Another version deployed: the badge follows it, and it has no data yet.
+    deploy(client, auth, version="1.2.4")
+    assert get_badge(client, path).message == "no data"
+
+
+def test_crash_free_without_a_mapping_is_no_data(client: Any, auth: Any) -> None:
+    deploy(client, auth, "billing", version="7")
+    badge = get_badge(client, "/badges/components/billing/crash-free.svg")
+    assert (badge.message, badge.color) == ("no data", GREY)
+
+
+def test_deployments_badge_counts_versions_per_period(client: Any, auth: Any) -> None:
+    for host in ("web-1", "web-2", "web-3"):  # one rollout recorded per host counts once
+        deploy(client, auth, version="v3", host=host, finished_at=ago(hours=2))
+    deploy(client, auth, version="v2", finished_at=ago(days=3))
+    deploy(client, auth, version="v1", finished_at=ago(days=20))
+    deploy(client, auth, version="v0", finished_at=ago(days=40))
+    deploy(client, auth, version="v4", result="failed", finished_at=ago(hours=1))
+    deploy(client, auth, version="s1", stage="staging", finished_at=ago(hours=1))
+
+    base = "/badges/components/checkout/deployments.svg"
+    week = get_badge(client, base)
+    assert (week.label, week.message, week.color) == ("deployments", "2/week", BLUE)
+    assert get_badge(client, base + "?period=day").message == "1/day"
+    assert get_badge(client, base + "?period=month").message == "3/month"
+    assert get_badge(client, base + "?stage=staging&period=day").message == "1/day"
+    bad = get_badge(client, base + "?period=fortnight")
+    assert (bad.message, bad.color) == ("invalid period", GREY)
+
+
+def test_deployments_badge_with_none_in_the_period_is_grey(client: Any, auth: Any) -> None:
+    deploy(client, auth, version="v1", finished_at=ago(days=3))
+    badge = get_badge(client, "/badges/components/checkout/deployments.svg?period=day")
+    assert (badge.message, badge.color) == ("0/day", GREY)
+
+
+@pytest.mark.parametrize(
+    ("age", "message", "color"),
+    [
+        ({"seconds": 20}, "just now", BRIGHTGREEN),
+        ({"hours": 3, "minutes": 5}, "3 hours ago", BRIGHTGREEN),
+        ({"days": 1, "hours": 1}, "1 day ago", BRIGHTGREEN),
+        ({"days": 15}, "2 weeks ago", "#97ca00"),
+        ({"days": 40}, "1 month ago", "#a4a61d"),
+        ({"days": 800}, "2 years ago", ORANGE),
+    ],
+)
+def test_last_deploy_badge_says_how_long_ago(
+    client: Any, auth: Any, age: dict[str, float], message: str, color: str
+) -> None:
+    deploy(client, auth, version="v1", finished_at=ago(**age))
+    badge = get_badge(client, "/badges/components/checkout/last-deploy.svg")
+    assert (badge.label, badge.message, badge.color) == ("last deploy", message, color)
+
+
+def test_format_age_singular_and_future() -> None:
+    assert badges.format_age(60) == "1 minute ago"
+    assert badges.format_age(119) == "1 minute ago"
+    assert badges.format_age(7200) == "2 hours ago"
+    assert badges.format_age(-30) == "just now"  # finished_at slightly ahead of our clock
+
+
+# --- not found, no data -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", badges.COMPONENT_KINDS)
+def test_unknown_component_stage_and_missing_data_are_grey_badges(
+    client: Any, auth: Any, kind: str
+) -> None:
+    deploy(client, auth, version="v1", stage="staging", result="failed")
+    for path in (
+        f"/badges/components/nope/{kind}.svg",
+        f"/badges/components/Not%20A%20Slug!!/{kind}.svg",
+        f"/badges/components/checkout/{kind}.svg?stage=qa",
+        f"/badges/components/checkout/{kind}.svg?stage=..bad..",
+        f"/badges/components/nope/{kind}.svg?color=green",  # no override turns "not found" green
+    ):
+        badge = get_badge(client, path)
+        if kind == "build" and "checkout" in path:
+            assert badge.message == "no data"  # builds have no stage; none recorded
+        else:
+            assert badge.message == "not found", path
+        assert badge.color == GREY
+    # Deployed to staging, never successfully: the stage exists, nothing runs there.
+    if kind in ("version", "last-deploy", "crash-free"):
+        badge = get_badge(client, f"/badges/components/checkout/{kind}.svg?stage=staging")
+        assert (badge.message, badge.color) == ("no data", GREY)
+
+
+def test_unknown_kind_is_a_404_that_is_still_a_badge(client: Any) -> None:
+    resp = client.get("/badges/components/checkout/coverage.svg")
+    assert resp.status_code == 404
+    assert resp.headers["Content-Type"] == "image/svg+xml; charset=utf-8"
+    assert drawn(resp.data).message == "unknown kind"
+    resp = client.get("/badges/components/checkout/coverage.json")
+    assert resp.status_code == 404
+    assert resp.get_json()["isError"] is True
+
+
+# --- JSON endpoint ----------------------------------------------------------------------------
+
+
+def test_json_answers_the_shields_endpoint_schema(client: Any, auth: Any, db: Any) -> None:
+    deploy(client, auth, version="v9")
+    build(client, auth, version="v9", result="failed")
+    store_health(db, "checkout@v9", 0.9)
+    for kind in badges.COMPONENT_KINDS:
+        svg = drawn(client.get(f"/badges/components/checkout/{kind}.svg").data)
+        resp = client.get(f"/badges/components/checkout/{kind}.json")
+        assert resp.status_code == 200
+        assert resp.mimetype == "application/json"
+        doc = resp.get_json()
+        assert set(doc) <= ENDPOINT_KEYS
+        assert doc["schemaVersion"] == 1
+        assert isinstance(doc["label"], str) and isinstance(doc["message"], str)
+        assert (doc["label"], doc["message"]) == (svg.label, svg.message)  # same as the SVG
+        assert badges.to_hex(doc["color"]) == svg.color
+        assert doc["isError"] is False
+        assert doc["cacheSeconds"] == 300
+    assert client.get("/badges/components/checkout/build.json").get_json()["color"] == "red"
+    assert client.get("/badges/components/checkout/version.json").get_json()["message"] == "v9"
+
+    missing = client.get("/badges/components/nope/version.json").get_json()
+    assert (missing["message"], missing["color"], missing["isError"]) == (
+        "not found",
+        "lightgrey",
+        True,
+    )
+    styled = client.get(
+        "/badges/components/checkout/version.json?style=for-the-badge&label=live&color=ff69b4"
+    ).get_json()
+    assert (styled["style"], styled["label"], styled["color"]) == (
+        "for-the-badge",
+        "live",
+        "#ff69b4",
+    )
+
+
+# --- caching ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", ["svg", "json"])
+def test_etag_and_304(client: Any, auth: Any, ext: str) -> None:
+    deploy(client, auth, version="v1")
+    path = f"/badges/components/checkout/version.{ext}"
+    first = client.get(path)
+    etag = first.headers["ETag"]
+    assert etag == '"' + hashlib.blake2b(first.data, digest_size=16).hexdigest() + '"'  # strong
+    assert first.headers["Cache-Control"] == "public, max-age=300, s-maxage=300"
+
+    again = client.get(path, headers={"If-None-Match": etag})
+    assert again.status_code == 304
+    assert again.data == b""
+    assert again.headers["ETag"] == etag
+    assert again.headers["Cache-Control"] == "public, max-age=300, s-maxage=300"
+    assert client.get(path, headers={"If-None-Match": '"other", ' + etag}).status_code == 304
+    assert client.get(path, headers={"If-None-Match": '"other"'}).status_code == 200
+
+    deploy(client, auth, version="v2")
+    changed = client.get(path, headers={"If-None-Match": etag})
+    assert changed.status_code == 200
+    assert changed.headers["ETag"] != etag
+    assert b"v2" in changed.data
+
+
+def test_max_age_is_configurable(settings: Settings, db: Any) -> None:
+    client = create_app(
+        settings.replace(badge_max_age_seconds=60), process_metrics=False
+    ).test_client()
+    resp = client.get("/badges/components/checkout/version.svg")
+    assert resp.headers["Cache-Control"] == "public, max-age=60, s-maxage=60"
+    assert client.get("/badges/components/checkout/version.json").get_json()["cacheSeconds"] == 60
+
+
+def test_svg_cannot_run_scripts_when_opened_directly(client: Any) -> None:
+    resp = client.get("/badges/components/checkout/version.svg")
+    assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+
+
+# --- auth -------------------------------------------------------------------------------------
+
+
+def test_badges_are_public_by_default(client: Any, auth: Any) -> None:
+    deploy(client, auth, version="v1")
+    assert client.get("/badges/components/checkout/version.svg").status_code == 200
+
+
+def test_badges_require_a_read_token_when_configured(settings: Settings, db: Any) -> None:
+    app = create_app(settings.replace(badges_require_token=True), process_metrics=False)
+    client = app.test_client()
+    read = tokens.create_token(db, "readme", ("read",))
+    write = tokens.create_token(db, "ci-only", ("write",))
+    path = "/badges/components/checkout/version.svg"
+
+    resp = client.get(path)
+    assert resp.status_code == 401
+    assert resp.get_json()["error"]["code"] == "missing_token"
+    assert client.get(path, headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert client.get(path, headers={"Authorization": f"Bearer {write}"}).status_code == 403
+    assert client.get(f"{path}?access_token={write}").status_code == 403
+
+    ok = client.get(path, headers={"Authorization": f"Bearer {read}"})
+    assert ok.status_code == 200
+    assert ok.headers["Cache-Control"] == "private, max-age=300"  # never in a shared cache
+    assert client.get(f"{path}?access_token={read}").status_code == 200
+    assert (
+        client.get(f"/badges/components/checkout/build.json?access_token={read}").status_code == 200
+    )
+
+
+# --- look -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("style", "height"),
+    [("flat", "20"), ("flat-square", "20"), ("plastic", "18"), ("for-the-badge", "28")],
+)
+def test_styles(client: Any, auth: Any, style: str, height: str) -> None:
+    deploy(client, auth, version="v1.2.3")
+    badge = get_badge(client, f"/badges/components/checkout/version.svg?style={style}")
+    assert badge.height == height
+    expected = ("PRODUCTION", "V1.2.3") if style == "for-the-badge" else ("production", "v1.2.3")
+    assert (badge.label, badge.message) == expected
+    assert badge.color == BLUE
+
+
+def test_label_and_colour_overrides(client: Any, auth: Any) -> None:
+    deploy(client, auth, version="v1")
+    base = "/badges/components/checkout/version.svg"
+    badge = get_badge(client, base + "?label=live&color=ff69b4&labelColor=blue")
+    assert (badge.label, badge.color, badge.label_color) == ("live", "#ff69b4", BLUE)
+    assert get_badge(client, base + "?color=%23ABC").color == "#aabbcc"
+    assert get_badge(client, base + "?color=orange").color == ORANGE
+    # Invalid overrides are ignored: the badge still renders as it would without them.
+    for bad in ("color=notacolour", "color=%22/%3E%3Cscript%3E", "style=3d", "label=%20"):
+        badge = get_badge(client, f"{base}?{bad}")
+        assert (badge.label, badge.message, badge.color) == ("production", "v1", BLUE), bad
+    assert get_badge(client, base + "?style=3d").height == "20"
+
+
+def test_text_widths_are_measured() -> None:
+    narrow = drawn(render_svg(badges.Resolved("build", "iiiiii", "blue", "grey", "flat"))[0])
+    wide = drawn(render_svg(badges.Resolved("build", "WWWWWW", "blue", "grey", "flat"))[0])
+    assert wide.width > narrow.width + 30  # proportional font widths, not characters x constant
+
+
+# --- escaping ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("style", badges.STYLES)
+def test_user_strings_are_escaped(client: Any, auth: Any, style: str) -> None:
+    deploy(client, auth, version=SCRIPT_VERSION)
+    resp = client.get(
+        f"/badges/components/checkout/version.svg?style={style}&label=%3Cb%3Ea%26b%22"
+    )
+    root = ET.fromstring(resp.data)
+    assert not [el for el in root.iter() if el.tag.endswith(("script", "b"))]
+    badge = drawn(resp.data)
+    upper = style == "for-the-badge"
+    assert badge.message == (SCRIPT_VERSION.upper() if upper else SCRIPT_VERSION)
+    assert badge.label == ('<B>A&B"' if upper else '<b>a&b"')
+    assert b"<script" not in resp.data
+    doc = client.get("/badges/components/checkout/version.json").get_json()
+    assert doc["message"] == SCRIPT_VERSION  # JSON carries the text; shields escapes it
+
+
+def test_characters_xml_forbids_are_replaced(client: Any, auth: Any) -> None:
+    deploy(client, auth, version="v1\x01\x1b[31m")
+    badge = get_badge(client, "/badges/components/checkout/version.svg")
+    assert badge.message == "v1\ufffd\ufffd[31m"
+
+
+def test_long_versions_are_cut(client: Any, auth: Any) -> None:
+    deploy(client, auth, version="v" + "9" * 250)
+    badge = get_badge(client, "/badges/components/checkout/version.svg")
+    assert len(badge.message) == badges.MAX_TEXT
+    assert badge.message.endswith("\u2026")
+
+
+# --- releases ---------------------------------------------------------------------------------
+
+
+def test_release_badges(client: Any, auth: Any, db: Any) -> None:
+    deploy(client, auth, version="1.4.0", release="2024.05", host="a", finished_at=ago(hours=5))
+    deploy(client, auth, "billing", version="7.1", release="2024.05", finished_at=ago(hours=2))
+    base = "/badges/releases/2024.05"
+    count = get_badge(client, f"{base}/deployments.svg")
+    assert (count.label, count.message, count.color) == ("deployments", "2", BLUE)
+    assert get_badge(client, f"{base}/last-deploy.svg").message == "2 hours ago"
+    assert get_badge(client, "/badges/releases/nope/deployments.svg").message == "not found"
+    assert client.get(f"{base}/version.svg").status_code == 404
+
+    # crash-free takes the release name a source reports, slashes and @ included.
+    store_health(db, "web/checkout@1.4.0", 0.97, environment="staging", sessions=50)
+    staging_only = get_badge(client, "/badges/releases/web/checkout@1.4.0/crash-free.svg")
+    assert (staging_only.message, staging_only.color) == ("97%", RED)
+    rows = [
+        release_health.HealthRow("sentry", "1", env, "web/checkout@1.4.0", n, 1, r, r)
+        for env, n, r in (("production", 900, 0.999), ("staging", 50, 0.97))
+    ]
+    release_health.store_poll(db, "sentry", rows, duration=0.1)
+    path = "/badges/releases/web/checkout@1.4.0/crash-free"
+    prod = get_badge(client, f"{path}.svg")  # default_stage's environment first
+    assert (prod.label, prod.message, prod.color) == ("crash-free", "99.9%", BRIGHTGREEN)
+    assert get_badge(client, f"{path}.svg?environment=staging").message == "97%"
+    assert get_badge(client, f"{path}.svg?source=bugsnag").message == "not found"
+    assert client.get(f"{path}.json").get_json()["message"] == "99.9%"
+    assert (
+        get_badge(client, "/badges/releases/checkout@0.0.1/crash-free.svg").message == "not found"
+    )
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+def test_badge_settings_from_the_environment() -> None:
+    s = load_settings(
+        environ={
+            "RELEASEBITS_BADGE_MAX_AGE_SECONDS": "60",
+            "RELEASEBITS_BADGES_REQUIRE_TOKEN": "true",
+        }
+    )
+    assert (s.badge_max_age_seconds, s.badges_require_token) == (60, True)
+    assert (Settings().badge_max_age_seconds, Settings().badges_require_token) == (300, False)
+
+
+def test_openapi_documents_the_badges(client: Any) -> None:
+    paths = client.get("/openapi.json").get_json()["paths"]
+    for path in (
+        "/badges/components/{slug}/{kind}.svg",
+        "/badges/components/{slug}/{kind}.json",
+        "/badges/releases/{name}/{kind}.svg",
+        "/badges/releases/{name}/{kind}.json",
+    ):
+        media = "image/svg+xml" if path.endswith(".svg") else "application/json"
+        assert media in paths[path]["get"]["responses"]["200"]["content"], path
