@@ -77,8 +77,8 @@ def get_component(db: Store, slug: str) -> dict[str, Any] | None:
 
 
 def current_version(db: Store, slug: str, stage: str) -> dict[str, Any] | None:
-    rows = list(
-        db.query("SELECT * FROM current_versions WHERE component = ? AND stage = ?", [slug, stage])
+    rows = db.query(
+        "SELECT * FROM current_versions WHERE component = ? AND stage = ?", [slug, stage]
     )
     return rows[0] if rows else None
 
@@ -88,11 +88,9 @@ def current_versions_of(db: Store, slugs: list[str]) -> list[dict[str, Any]]:
     if not slugs:
         return []
     marks = ", ".join("?" for _ in slugs)
-    return list(
-        db.query(
-            f"SELECT * FROM current_versions WHERE component IN ({marks}) ORDER BY component, stage",
-            slugs,
-        )
+    return db.query(
+        f"SELECT * FROM current_versions WHERE component IN ({marks}) ORDER BY component, stage",
+        slugs,
     )
 
 
@@ -110,7 +108,7 @@ def previous_version(
 
 
 def last_build(db: Store, slug: str) -> dict[str, Any] | None:
-    rows = list(db.query("SELECT * FROM last_builds WHERE component = ?", [slug]))
+    rows = db.query("SELECT * FROM last_builds WHERE component = ?", [slug])
     return rows[0] if rows else None
 
 

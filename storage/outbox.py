@@ -281,7 +281,7 @@ def _shape(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def get_delivery(db: Store, delivery_id: str) -> dict[str, Any] | None:
-    rows = list(db.query(f"SELECT {_COLUMNS} FROM deliveries WHERE id = ?", [delivery_id]))
+    rows = db.query(f"SELECT {_COLUMNS} FROM deliveries WHERE id = ?", [delivery_id])
     return _shape(rows[0]) if rows else None
 
 

@@ -136,14 +136,12 @@ def _status(
 
 def newest_releases(db: Store, per_project: int) -> list[dict[str, Any]]:
     """Rows of the newest `per_project` releases of each source/project/environment."""
-    rows = list(
-        db.query(
-            "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY source, project, environment "
-            "ORDER BY coalesce(released_at, 0) DESC, coalesce(total_sessions, 0) DESC, release DESC) "
-            "AS rank FROM release_health) "
-            "WHERE rank <= ? ORDER BY source, project, environment, release",
-            [per_project],
-        )
+    rows = db.query(
+        "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY source, project, environment "
+        "ORDER BY coalesce(released_at, 0) DESC, coalesce(total_sessions, 0) DESC, release DESC) "
+        "AS rank FROM release_health) "
+        "WHERE rank <= ? ORDER BY source, project, environment, release",
+        [per_project],
     )
     for row in rows:
         row["sessions_by_status"] = json.loads(row["sessions_by_status"])
@@ -153,29 +151,25 @@ def newest_releases(db: Store, per_project: int) -> list[dict[str, Any]]:
 def lookup(
     db: Store, source: str, project: str, environment: str, release: str
 ) -> dict[str, Any] | None:
-    rows = list(
-        db.query(
-            "SELECT * FROM release_health WHERE source = ? AND project = ? AND environment = ? "
-            "AND release = ?",
-            [source, project, environment, release],
-        )
+    rows = db.query(
+        "SELECT * FROM release_health WHERE source = ? AND project = ? AND environment = ? "
+        "AND release = ?",
+        [source, project, environment, release],
     )
     return rows[0] if rows else None
 
 
 def targets(db: Store) -> list[dict[str, Any]]:
-    return list(db.query("SELECT * FROM project_targets ORDER BY source, project"))
+    return db.query("SELECT * FROM project_targets ORDER BY source, project")
 
 
 def statuses(db: Store) -> list[dict[str, Any]]:
-    return list(db.query("SELECT * FROM source_status ORDER BY source, project"))
+    return db.query("SELECT * FROM source_status ORDER BY source, project")
 
 
 def rows_for_release(db: Store, release: str) -> list[dict[str, Any]]:
     """Every polled row of a release name, across sources, projects and environments."""
-    return list(
-        db.query(
-            "SELECT * FROM release_health WHERE release = ? ORDER BY source, project, environment",
-            [release],
-        )
+    return db.query(
+        "SELECT * FROM release_health WHERE release = ? ORDER BY source, project, environment",
+        [release],
     )

@@ -14,10 +14,11 @@ from exporter.web.state import get_db
 from storage import outbox
 
 bp = Blueprint("deliveries", __name__)
+LIMIT = limit_param(500)
 LIST_PARAMS = (
     Param("status", enum(*outbox.STATUSES)),
     Param("target", description="A configured target name."),
-    limit_param(500),
+    LIMIT,
     CURSOR,
 )
 
@@ -38,7 +39,7 @@ def list_deliveries() -> Any:
         get_db(),
         status=status,
         target=request.args.get("target") or None,
-        limit=parse_limit(),
+        limit=parse_limit(LIMIT),
         after=cursor_arg(exactly(int)),
     )
     return paged(rows, cursor)

@@ -18,7 +18,7 @@ from exporter.web.state import get_db, state
 from storage import components, events, releases
 
 bp = Blueprint("resources", __name__)
-COMPONENT_LIST_PARAMS = (limit_param(1000), CURSOR)
+COMPONENT_LIST_PARAMS = (limit_param(1000, default=100), CURSOR)
 RELEASE_LIST_PARAMS = (limit_param(500), CURSOR)
 
 
@@ -27,7 +27,7 @@ RELEASE_LIST_PARAMS = (limit_param(500), CURSOR)
 @declares(*COMPONENT_LIST_PARAMS)
 def list_components() -> Any:
     rows, cursor = components.list_components(
-        get_db(), limit=parse_limit(100, 1000), after=cursor_arg(exactly(str))
+        get_db(), limit=parse_limit(COMPONENT_LIST_PARAMS[0]), after=cursor_arg(exactly(str))
     )
     return paged(rows, cursor)
 
@@ -61,7 +61,7 @@ def create_release() -> Any:
 @declares(*RELEASE_LIST_PARAMS)
 def list_releases() -> Any:
     rows, cursor = releases.list_releases(
-        get_db(), limit=parse_limit(), after=cursor_arg(pair(float, str))
+        get_db(), limit=parse_limit(RELEASE_LIST_PARAMS[0]), after=cursor_arg(pair(float, str))
     )
     return paged(rows, cursor)
 

@@ -164,7 +164,7 @@ def _list(kind: str, raw_slug: str) -> Response:
     db = get_db()
     if not components.exists(db, slug):
         raise ApiError(404, "not_found", f"no component named {slug!r}")
-    limit = parse_limit()
+    limit = parse_limit(LIST_PARAMS[kind][0])
     after = cursor_arg(pair(float, int))
     rows, cursor = events.list_events(
         db, kind, component=slug, filters=_filters(kind), limit=limit, after=after

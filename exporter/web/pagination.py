@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 from flask import Response, jsonify, request
 
 from exporter.web.errors import ApiError
+from exporter.web.params import Param
 
 C = TypeVar("C")
 
@@ -30,7 +31,9 @@ def decode_cursor(text: str) -> Any:
         ) from None
 
 
-def parse_limit(default: int = 50, maximum: int = 500) -> int:
+def parse_limit(param: Param) -> int:
+    """The `limit` of a list request, within the bounds its declared parameter documents."""
+    default, maximum = int(param.schema["default"]), int(param.schema["maximum"])
     raw = request.args.get("limit")
     if raw is None or raw == "":
         return default

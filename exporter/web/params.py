@@ -51,8 +51,13 @@ def declared(view: Callable[..., Any]) -> tuple[Param, ...]:
         view = inner
 
 
-def limit_param(maximum: int) -> Param:
-    return Param("limit", {"type": "integer", "minimum": 1, "maximum": maximum}, "Page size.")
+def limit_param(maximum: int, default: int = 50) -> Param:
+    """The page size of a list: the route reads it with pagination.parse_limit(param)."""
+    return Param(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": maximum, "default": default},
+        "Page size.",
+    )
 
 
 CURSOR = Param("cursor", description="From the Link header of the previous page.")
