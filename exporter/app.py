@@ -12,11 +12,20 @@ from exporter.ingest import resources
 from exporter.ingest import routes as ingest
 from exporter.metrics import routes as metrics
 from exporter.metrics.collector import build_registry
+from exporter.receivers import routes as receivers
 from exporter.settings import Settings
 from exporter.web import access, errors
 from exporter.web.state import AppState, rollback_request_db
 
-BLUEPRINTS = (meta.bp, metrics.bp, ingest.bp, resources.bp, deliveries.bp, badges.bp)
+BLUEPRINTS = (
+    meta.bp,
+    metrics.bp,
+    ingest.bp,
+    resources.bp,
+    deliveries.bp,
+    badges.bp,
+    receivers.bp,
+)
 
 
 def create_app(settings: Settings, *, process_metrics: bool = True) -> Flask:

@@ -1,4 +1,4 @@
-"""The `releasebits` command line: serve, web, worker and token management."""
+"""The `releasebits` command line: serve, web, worker, token management and `notify`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from exporter.config import load_settings as _load
 from exporter.errors import ConfigError
 from exporter.http import make_session
 from exporter.metrics.health import deployed_health
+from exporter.notify.command import notify
 from exporter.pollers.jobs import ErrorMemory, poll_source
 from exporter.pollers.sources import PollSource
 from exporter.server import run_web, serve_all
@@ -349,6 +350,9 @@ def deliveries_retry(delivery_id: str, config: str | None, db: str | None) -> No
     if previous == "delivering":
         _fail(f"delivery {delivery_id} is being attempted right now; try again later")
     click.echo(f"delivery {delivery_id} ({previous}) is due again")
+
+
+main.add_command(notify)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,7 +1,8 @@
 """The whole configuration: the TOML file, RELEASEBITS_* variables and CLI flags, validated once.
 
 Plain settings come from `exporter.settings`; each feature parses its own tables
-(`[[sentry]]`/`[[bugsnag]]`: exporter.pollers, `[[forward.*]]`: exporter.forwarding) and the
+(`[[sentry]]`/`[[bugsnag]]`: exporter.pollers, `[[forward.*]]`: exporter.forwarding,
+`[receivers.*]`: exporter.receivers) and the
 `[components.*]` mappings are shared vocabulary. Only the entry points import this module.
 """
 
@@ -16,9 +17,10 @@ from exporter.errors import ConfigError
 from exporter.forwarding.targets.registry import parse_targets
 from exporter.pollers.sources import KINDS as SOURCE_KINDS
 from exporter.pollers.sources import parse_sources
+from exporter.receivers.registry import parse_receivers
 from exporter.settings import BY_NAME, ENV_PREFIX, SETTINGS, Settings, parse_components
 
-TABLES = (*SOURCE_KINDS, "components", "forward")
+TABLES = (*SOURCE_KINDS, "components", "forward", "receivers")
 
 
 def load_settings(
@@ -62,6 +64,7 @@ def load_settings(
         components=components,
         sources=sources,
         forward_targets=targets,
+        receivers=parse_receivers(tables.get("receivers", {}), environ),
     )
 
 

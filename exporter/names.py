@@ -75,3 +75,29 @@ def normalize_slug(raw: str) -> str:
             f"invalid component slug {raw[:80]!r}",
         )
     return slug
+
+
+# A ref names a tag when it says so (refs/tags/...), or when it reads like a version (v1.2.3,
+# 2024.05.1): GitHub's deployment `ref` and a workflow run's `head_branch` do not say which.
+_TAG_REF = re.compile(r"refs/tags/(.+)")
+_VERSION_LIKE = re.compile(r"v?\d+(?:\.\d+)+(?:[-+][0-9A-Za-z.+-]+)?")
+SHORT_SHA = 12
+
+
+def tag_of(ref: str | None) -> str | None:
+    """The tag a ref names, or None for a branch or a commit."""
+    if not ref:
+        return None
+    match = _TAG_REF.fullmatch(ref)
+    if match:
+        return match[1]
+    return ref if _VERSION_LIKE.fullmatch(ref) else None
+
+
+def version_of(version: str | None, tag: str | None, sha: str | None) -> str | None:
+    """The version an event reports: the sender's own version, else the tag, else the first 12
+    characters of the commit SHA; None when there is none of these."""
+    for candidate in (version, tag):
+        if candidate and candidate.strip():
+            return candidate.strip()
+    return sha.strip()[:SHORT_SHA] if sha and sha.strip() else None

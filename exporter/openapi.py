@@ -17,6 +17,7 @@ from exporter.forwarding.targets.base import EVENT_TYPES
 from exporter.ingest.resources import COMPONENT_LIST_PARAMS, RELEASE_LIST_PARAMS
 from exporter.ingest.routes import LIST_PARAMS
 from exporter.names import RESULT_CLASSES
+from exporter.receivers.routes import RECEIVER_KINDS
 from exporter.web.params import Param
 from storage.outbox import STATUSES
 
@@ -320,6 +321,50 @@ def _delivery_schema() -> dict[str, Any]:
     }
 
 
+def _webhook_paths() -> dict[str, Any]:
+    """The webhook receivers, one path with the receiver kind as its parameter."""
+    answer = {"type": "object", "additionalProperties": True}
+    content = {"application/json": {"schema": answer}}
+    return {
+        "/webhooks/{kind}": {
+            "parameters": [{**_path("kind"), "schema": {"enum": list(RECEIVER_KINDS)}}],
+            "post": {
+                "operationId": "receiveWebhook",
+                "summary": "A GitHub, GitLab or CDEvents (CloudEvents HTTP) delivery",
+                "description": "github: signed with X-Hub-Signature-256; gitlab: X-Gitlab-Token "
+                "(and a Standard Webhooks signature when a signing token is configured); "
+                "cdevents: a write token. Off (404) until [receivers.<kind>] is configured.",
+                "security": [{}, *_AUTH],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": answer}},
+                },
+                "responses": {
+                    "201": {
+                        "description": "A new deployment, build or incident stored.",
+                        "content": content,
+                    },
+                    "200": {
+                        "description": "Stored: commits, a start time, an update of an event "
+                        "already stored, a ping, or a delivery seen before (`duplicate`).",
+                        "content": content,
+                    },
+                    "202": {
+                        "description": "Nothing to store; `ignored` says why.",
+                        "content": content,
+                    },
+                    "400": _err("Unreadable body (broken JSON, not a CloudEvent)."),
+                    "401": _err("Bad or missing signature or token."),
+                    "403": _err("The token lacks the write scope (cdevents)."),
+                    "404": _err("This receiver is not configured."),
+                    "413": _err("Body too large (max_body_bytes)."),
+                    "503": _err("The database is busy or unavailable; nothing was stored; retry."),
+                },
+            },
+        }
+    }
+
+
 def _get(
     operation_id: str, summary: str, responses: dict[str, Any], **extra: Any
 ) -> dict[str, Any]:
@@ -506,6 +551,7 @@ def openapi_document(version: str) -> dict[str, Any]:
             **_event_paths("deployment"),
             **_event_paths("build"),
             **_delivery_paths(),
+            **_webhook_paths(),
             **_badge_paths(),
             **_resource_paths(),
         },

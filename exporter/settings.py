@@ -295,6 +295,7 @@ class Settings:
     components: Mapping[str, ComponentMapping] = dataclasses.field(default_factory=dict)
     sources: tuple[PollSourceSpec, ...] = ()  # [[sentry]], [[bugsnag]]: exporter.pollers
     forward_targets: tuple[ForwardTargetSpec, ...] = ()  # [[forward.*]]: exporter.forwarding
+    receivers: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # exporter.receivers
 
     def source(self, name: str) -> PollSourceSpec | None:
         return next((s for s in self.sources if s.name == name), None)

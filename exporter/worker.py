@@ -18,7 +18,7 @@ from exporter.http import make_session
 from exporter.pollers.jobs import ErrorMemory, poll_source
 from exporter.pollers.sources import PollSource
 from exporter.settings import Settings
-from storage import heartbeat, idempotency, outbox
+from storage import feeds, heartbeat, idempotency, outbox
 from storage.db import Store, thread_store
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,9 @@ class Worker:
             removed = idempotency.expire(db, s.idempotency_ttl_hours * 3600)
             if removed:
                 log.info("expired %d idempotency keys", removed)
+            forgotten = feeds.expire_deliveries(db, time.time() - feeds.KEEP_DELIVERIES_SECONDS)
+            if forgotten:
+                log.info("forgot %d webhook delivery ids older than a week", forgotten)
             pruned = outbox.prune_delivered(db, time.time() - s.forward_keep_days * 86400)
             if pruned:
                 log.info(

@@ -25,14 +25,15 @@ def add_event(tx: Store, kind: str, row: dict[str, Any]) -> None:
         [kind, row["component"], stage, row["result_class"], row["finished_ts"]],
     )
     if row["duration_seconds"] is not None:
-        _add_duration(tx, kind, row["component"], stage, row["duration_seconds"])
+        add_duration(tx, kind, row["component"], stage, row["duration_seconds"])
     if kind == "deployment" and row["result_class"] == "success":
         _advance_current_version(tx, row)
     elif kind == "build":
         _advance_last_build(tx, row)
 
 
-def _add_duration(tx: Store, kind: str, component: str, stage: str, duration: float) -> None:
+def add_duration(tx: Store, kind: str, component: str, stage: str, duration: float) -> None:
+    """One more observation in the duration histogram of a kind, component and stage."""
     found = tx.one(
         "SELECT buckets, sum, count FROM duration_stats "
         "WHERE kind = ? AND component = ? AND stage = ?",

@@ -6,12 +6,13 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from storage import aggregates, outbox, releases
+from storage import aggregates, feeds, outbox, releases
 from storage import idempotency as idempotency_keys
 from storage.db import Store
+from storage.feeds import Delivery
 from storage.idempotency import Idempotency
 from storage.pagination import Keyset, page
 from storage.timestamps import iso_datetime
@@ -37,6 +38,7 @@ class Outcome:
     conflict: bool = False
     overflow: list[str] = field(default_factory=list)
     component_created: bool = False
+    duplicate: bool = False  # a webhook delivery seen before: nothing stored
 
 
 def record_event(
@@ -50,30 +52,107 @@ def record_event(
     limits: Limits,
     idempotency: Idempotency | None = None,
     forward: outbox.Router | None = None,
+    natural_key: str | None = None,
+    delivery: Delivery | None = None,
 ) -> Outcome:
     """Insert one validated event and update every aggregate in a single committed transaction.
 
     `body` is the 201 answer; it is stored with the Idempotency-Key so a retry gets it back.
     `forward` names the forwarding targets of the event: their outbox rows are written in the
     same transaction, so an event is forwarded if and only if it was stored.
+    `natural_key` (a webhook's deployment or run id) makes a second final status of the same
+    deployment answer 200 with the first one's id: the first final status stands, and only a
+    start time it lacked is filled in. `delivery` dedupes and counts a webhook delivery.
     """
     now = time.time()
 
     # Runs inside the write transaction, possibly on another request's thread and connection
     # (group commit): it must use only the store it is given.
     def work(tx: Store) -> Outcome:
+        if feeds.begin(tx, delivery):
+            return Outcome(200, {"duplicate": True}, duplicate=True)
         if idempotency is not None:
             earlier = idempotency_keys.replay(tx, idempotency, now)
             if earlier is not None:
                 return Outcome(earlier.status, earlier.body, conflict=earlier.conflict)
-        outcome = Outcome(201, body, created=True)
-        outcome.component_created = _track_labels(tx, kind, component, event, limits, outcome, now)
-        row = _insert(tx, kind, component, event, event_id, forward, now)
-        aggregates.add_event(tx, kind, row)
-        if forward is not None:
-            outbox.enqueue(tx, kind, event_id, component, forward(kind, component, event), now)
+        outcome = _existing(tx, kind, natural_key, event) if natural_key else None
+        if outcome is None:
+            outcome = Outcome(201, body, created=True)
+            outcome.component_created = _track_labels(
+                tx, kind, component, event, limits, outcome, now
+            )
+            row = _insert(tx, kind, component, event, event_id, forward, now)
+            aggregates.add_event(tx, kind, row)
+            if forward is not None:
+                outbox.enqueue(tx, kind, event_id, component, forward(kind, component, event), now)
+            if natural_key is not None:
+                feeds.bind(tx, natural_key, kind, event_id, now)
         if idempotency is not None:
-            idempotency_keys.remember(tx, idempotency, 201, body, now)
+            idempotency_keys.remember(tx, idempotency, outcome.status, outcome.body, now)
+        feeds.accept(tx, delivery, now)
+        return outcome
+
+    return store.write(work)
+
+
+def _existing(tx: Store, kind: str, key: str, event: dict[str, Any]) -> Outcome | None:
+    """The answer for a natural key already stored as an event (None: store it now, with the
+    earliest start remembered from earlier non-final statuses)."""
+    found = feeds.key_row(tx, key)
+    if found is None:
+        return None
+    event_id, started_ts = found
+    if event_id is None:
+        if started_ts is not None:
+            remembered = datetime.fromtimestamp(started_ts, UTC)
+            own = event.get("started_at")
+            start = remembered if own is None else min(own, remembered)
+            if start <= event["finished_at"]:
+                event["started_at"] = start
+        return None
+    own_start = event.get("started_at")
+    filled = own_start is not None and fill_start(tx, kind, event_id, own_start.timestamp())
+    return Outcome(200, {"id": event_id, "updated": filled})
+
+
+def fill_start(tx: Store, kind: str, event_id: str, started_ts: float) -> bool:
+    """Give a stored event that has no start time this one (a start status that arrived after
+    the final one); its duration joins the histogram. False when nothing changed."""
+    stage = "stage" if kind == "deployment" else "''"  # builds have no stage
+    row = tx.one(
+        f"SELECT component, {stage}, finished_ts, started_at FROM {TABLE[kind]} WHERE id = ?",
+        [event_id],
+    )
+    if row is None or row[3] is not None or started_ts > row[2]:
+        return False
+    duration = row[2] - started_ts
+    tx.execute(
+        f"UPDATE {TABLE[kind]} SET started_at = ?, duration_seconds = ? WHERE id = ?",
+        [iso_datetime(datetime.fromtimestamp(started_ts, UTC)), duration, event_id],
+    )
+    aggregates.add_duration(tx, kind, row[0], row[1], duration)
+    return True
+
+
+def record_start(
+    store: Store, kind: str, key: str, started: datetime, delivery: Delivery | None = None
+) -> Outcome:
+    """A non-final status (queued, in_progress, running): remember when the deployment or run
+    started; it is counted only when its final status arrives. A start arriving after the final
+    status fills in a start time the stored event lacks."""
+    now = time.time()
+
+    def work(tx: Store) -> Outcome:
+        if feeds.begin(tx, delivery):
+            return Outcome(200, {"duplicate": True}, duplicate=True)
+        found = feeds.key_row(tx, key)
+        if found is not None and found[0] is not None:
+            filled = fill_start(tx, kind, found[0], started.timestamp())
+            outcome = Outcome(200, {"id": found[0], "updated": filled})
+        else:
+            first = feeds.remember_start(tx, key, kind, started.timestamp(), now)
+            outcome = Outcome(200, {"started_at": iso_datetime(datetime.fromtimestamp(first, UTC))})
+        feeds.accept(tx, delivery, now)
         return outcome
 
     return store.write(work)
@@ -147,6 +226,7 @@ def _insert(
     if kind == "deployment":
         row["stage"] = event.get("stage") or ""
         row["host"] = event.get("host")
+        row["rollback"] = 1 if event.get("rollback") else 0  # a CDEvents service.rolledback
         release = event.get("release")
         row["release_id"] = releases.ensure_release(tx, release, forward)[0] if release else None
     else:

@@ -229,3 +229,65 @@ CREATE TABLE forward_targets (
 def m003_outbox(db: sqlite_utils.Database) -> None:
     """The forwarding outbox: one delivery row per event and target, written with the event."""
     db.executescript(_M003)
+
+
+_M004 = """
+-- What the webhook receivers and `releasebits notify` feed in besides plain events.
+CREATE TABLE feed_keys (
+    key TEXT PRIMARY KEY,            -- natural key, e.g. github:deployment:<repo id>:<id>
+    kind TEXT NOT NULL,              -- deployment | build
+    event_id TEXT,                   -- the stored event once a final status arrived, else NULL
+    started_ts REAL,                 -- earliest start seen before the final status
+    updated_at REAL NOT NULL
+);
+CREATE TABLE webhook_deliveries (
+    receiver TEXT NOT NULL,          -- github | gitlab | cdevents
+    delivery_id TEXT NOT NULL,       -- X-GitHub-Delivery, Idempotency-Key, ce source + id
+    event TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    PRIMARY KEY (receiver, delivery_id)
+);
+CREATE INDEX webhook_deliveries_by_age ON webhook_deliveries(received_at);
+CREATE TABLE webhook_stats (
+    receiver TEXT NOT NULL,
+    event TEXT NOT NULL,             -- a fixed vocabulary per receiver, else 'other'
+    outcome TEXT NOT NULL,           -- accepted | duplicate | ignored | unauthorized | invalid
+    count INTEGER NOT NULL,
+    PRIMARY KEY (receiver, event, outcome)
+);
+CREATE TABLE commits (
+    component TEXT NOT NULL,
+    sha TEXT NOT NULL,
+    parent_sha TEXT,                 -- the commit before it in the push, or the push's `before`
+    committed_ts REAL NOT NULL,
+    branch TEXT,
+    received_at REAL NOT NULL,
+    PRIMARY KEY (component, sha)
+);
+CREATE TABLE incidents (
+    id TEXT PRIMARY KEY,
+    component TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    external_id TEXT,                -- the sender's id; unique per component
+    title TEXT,
+    url TEXT,
+    deployment_id TEXT,              -- the deployment the sender names, if any
+    started_ts REAL NOT NULL,
+    resolved_ts REAL,
+    source TEXT NOT NULL,            -- api | cdevents
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE UNIQUE INDEX incidents_by_external_id ON incidents(component, external_id)
+    WHERE external_id IS NOT NULL;
+CREATE INDEX incidents_by_stage ON incidents(component, stage, started_ts);
+-- A CDEvents service.rolledback (the DORA rules count it as a rollback).
+ALTER TABLE deployments ADD COLUMN rollback INTEGER NOT NULL DEFAULT 0;
+"""
+
+
+@migrations()
+def m004_feeds(db: sqlite_utils.Database) -> None:
+    """Natural keys, delivery dedupe and request counts of the webhook receivers; pushed
+    commits and incidents; the rollback mark of a deployment."""
+    db.executescript(_M004)

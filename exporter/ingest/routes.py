@@ -20,6 +20,7 @@ from exporter.web.pagination import cursor_arg, paged, pair, parse_limit
 from exporter.web.params import CURSOR, Param, declares, limit_param
 from exporter.web.state import get_db, settings, state
 from storage import components, events
+from storage.feeds import Delivery
 from storage.idempotency import Idempotency
 
 log = logging.getLogger(__name__)
@@ -79,9 +80,18 @@ def idempotency_of(kind: str, slug: str, payload: dict[str, Any]) -> Idempotency
 
 
 def record(
-    kind: str, slug: str, event: dict[str, Any], body: dict[str, Any], idem: Idempotency | None
+    kind: str,
+    slug: str,
+    event: dict[str, Any],
+    body: dict[str, Any],
+    idem: Idempotency | None,
+    *,
+    natural_key: str | None = None,
+    delivery: Delivery | None = None,
 ) -> events.Outcome:
-    """Store a validated event (aggregates and outbox rows in its transaction); log it once."""
+    """Store a validated event (aggregates and outbox rows in its transaction); log it once.
+
+    The webhook receivers come through here too, with a natural key and their delivery."""
     s = settings()
     outcome = events.record_event(
         get_db(),
@@ -93,6 +103,8 @@ def record(
         limits=events.Limits(s.max_components, s.max_stages),
         idempotency=idem,
         forward=state().router,
+        natural_key=natural_key,
+        delivery=delivery,
     )
     if outcome.conflict:
         raise ApiError(

@@ -17,13 +17,13 @@ from prometheus_client import (
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from exporter.metrics import events, forwarding, health
+from exporter.metrics import events, forwarding, health, receivers
 from exporter.metrics.families import Families
 from exporter.settings import Settings
 from storage.aggregates import snapshot
 from storage.db import thread_store
 
-FAMILIES = (*events.FAMILIES, *health.FAMILIES, *forwarding.FAMILIES)
+FAMILIES = (*events.FAMILIES, *health.FAMILIES, *forwarding.FAMILIES, *receivers.FAMILIES)
 
 
 class ReleaseBitsCollector(Collector):
@@ -44,6 +44,7 @@ class ReleaseBitsCollector(Collector):
         events.fill(fams, snapshot(db, max_components=s.max_components, max_stages=s.max_stages))
         health.fill(fams, db, s)
         forwarding.fill(fams, db, s)
+        receivers.fill(fams, db, s)
         yield from fams
 
 
