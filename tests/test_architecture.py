@@ -87,6 +87,7 @@ def test_storage_imports_nothing_of_exporter() -> None:
         ("exporter.forwarding.targets", ("flask", "exporter.web", "exporter.pollers")),
         ("exporter.metrics", ("requests", "exporter.http", "exporter.pollers")),  # no network
         ("exporter.web", ("exporter.ingest", "exporter.badges", "exporter.forwarding")),
+        ("exporter.notify", ("flask", "exporter.web", "storage")),  # a client: HTTP only
     ],
 )
 def test_features_import_one_way(package: str, forbidden: tuple[str, ...]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -179,6 +179,26 @@ class Receiver(ABC):
 
     def label(self, event: str) -> str:
         return event if event in self.events else "other"
+
+    def handlers(self) -> Mapping[str, Callable[[dict[str, Any]], Action]]:
+        """The payload reader of each event label this receiver stores something for."""
+        return {}
+
+    def parse(self, label: str, event: str, payload: dict[str, Any]) -> Action:
+        handler = self.handlers().get(label)
+        if handler is None:
+            raise Ignore(f"ReleaseBits does not read {event[:80]!r} events")
+        return handler(payload)
+
+
+def owner(
+    mapping: FeedMapping, payload: dict[str, Any], key: str, path_field: str
+) -> tuple[str, str]:
+    """(component, stable id) of a payload's repository or project: the mapped path (such as
+    acme/checkout-web), else the path's last segment."""
+    repo = obj(payload, key)
+    path = required(repo, path_field, f"{key}.{path_field}")
+    return mapping.component(path, path.rsplit("/", 1)[-1]), text(repo, "id") or path
 
 
 # --- payload helpers ---------------------------------------------------------------------------

@@ -10,7 +10,7 @@ by subject and predicate, whatever their version (reference section 3). Parsing 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -111,18 +111,14 @@ class CDEventsReceiver(Receiver):
             if when
             else timestamp(obj(data, "context").get("timestamp"), "context.timestamp")
         )
-        return Inbound(label, ident, self.parse(cdevent_label(ce_type), ce_type, ident, data, ts))
-
-    def parse(
-        self, label: str, ce_type: str, ident: str, data: dict[str, Any], ts: float
-    ) -> Action:
-        if label in DEPLOYED:
-            return self.deployed(label, ident, data, ts)
-        if label == "pipelinerun.finished":
-            return self.pipelinerun(ident, data, ts)
-        if label in INCIDENTS:
-            return self.incident(label, data, ts)
-        raise Ignore(f"ReleaseBits does not read {ce_type[:80]!r} events")
+        handlers: dict[str, Callable[[], Action]] = {
+            **{d: lambda: self.deployed(label, ident, data, ts) for d in DEPLOYED},
+            "pipelinerun.finished": lambda: self.pipelinerun(ident, data, ts),
+            **{i: lambda: self.incident(label, data, ts) for i in INCIDENTS},
+        }
+        if label not in handlers:
+            raise Ignore(f"ReleaseBits does not read {ce_type[:80]!r} events")
+        return Inbound(label, ident, handlers[label]())
 
     def deployed(self, label: str, ident: str, data: dict[str, Any], ts: float) -> EventAction:
         subject = obj(data, "subject")

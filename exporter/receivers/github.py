@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -33,6 +33,7 @@ from exporter.receivers.base import (
     iso_time,
     json_object,
     obj,
+    owner,
     parse_mapping,
     required,
     text,
@@ -93,27 +94,21 @@ class GitHubReceiver(Receiver):
         if not event:
             raise Invalid("missing_event", "the X-GitHub-Event header is missing")
         payload = json_object(body, headers.get("content-type", ""))
-        return Inbound(
-            self.label(event), headers.get("x-github-delivery"), self.parse(event, payload)
-        )
+        label = self.label(event)
+        delivery = headers.get("x-github-delivery")
+        return Inbound(label, delivery, self.parse(label, event, payload))
 
-    def parse(self, event: str, payload: dict[str, Any]) -> Action:
-        if event == "ping":
-            return Pong()
-        if event == "deployment_status":
-            return self.deployment_status(payload)
-        if event == "workflow_run":
-            return self.workflow_run(payload)
-        if event == "push":
-            return self.push(payload)
-        raise Ignore(f"ReleaseBits does not read {event[:64]!r} events")
+    def handlers(self) -> Mapping[str, Callable[[dict[str, Any]], Action]]:
+        return {
+            "ping": lambda _payload: Pong(),
+            "deployment_status": self.deployment_status,
+            "workflow_run": self.workflow_run,
+            "push": self.push,
+        }
 
     def component(self, payload: dict[str, Any]) -> tuple[str, str]:
-        """(component, repository key) of a payload's repository."""
-        repo = obj(payload, "repository")
-        full_name = required(repo, "full_name", "repository.full_name")
-        name = text(repo, "name") or full_name.rsplit("/", 1)[-1]
-        return self.mapping.component(full_name, name), text(repo, "id") or full_name
+        """(component, repository id) of a payload's repository."""
+        return owner(self.mapping, payload, "repository", "full_name")
 
     def deployment_status(self, payload: dict[str, Any]) -> EventAction:
         status = obj(payload, "deployment_status")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -38,6 +38,7 @@ from exporter.receivers.base import (
     iso_time,
     json_object,
     obj,
+    owner,
     parse_mapping,
     required,
     text,
@@ -101,20 +102,12 @@ class GitLabReceiver(Receiver):
             delivery = f"{headers['x-gitlab-event-uuid']}:{event}"
         return Inbound(label, delivery, self.parse(label, event, payload))
 
-    def parse(self, label: str, event: str, payload: dict[str, Any]) -> Action:
-        if label == "deployment":
-            return self.deployment(payload)
-        if label == "pipeline":
-            return self.pipeline(payload)
-        if label == "push":
-            return self.push(payload)
-        raise Ignore(f"ReleaseBits does not read {event[:64]!r} events")
+    def handlers(self) -> Mapping[str, Callable[[dict[str, Any]], Action]]:
+        return {"deployment": self.deployment, "pipeline": self.pipeline, "push": self.push}
 
     def component(self, payload: dict[str, Any]) -> tuple[str, str]:
-        """(component, project key): the mapped project path, else its last segment."""
-        project = obj(payload, "project")
-        path = required(project, "path_with_namespace", "project.path_with_namespace")
-        return self.mapping.component(path, path.rsplit("/", 1)[-1]), text(project, "id") or path
+        """(component, project id) of a payload's project."""
+        return owner(self.mapping, payload, "project", "path_with_namespace")
 
     def deployment(self, payload: dict[str, Any]) -> EventAction:
         status = required(payload, "status", "status").lower()
