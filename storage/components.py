@@ -136,3 +136,34 @@ def versions_deployed_since(db: Store, slug: str, stage: str, since_ts: float) -
         [slug, stage, since_ts],
     ).fetchone()
     return int(row[0])
+
+
+def stage_order(db: Store) -> list[str]:
+    """Stage names in the order they were first seen (usually the order of the pipeline)."""
+    return [str(r[0]) for r in db.execute("SELECT name FROM stages ORDER BY id").fetchall()]
+
+
+def version_changes(db: Store, slug: str, *, per_stage: int = 20) -> list[dict[str, Any]]:
+    """When the current version of each stage changed, newest first, at most `per_stage` each.
+
+    A change is a successful deployment of a version other than the one deployed before it by
+    finished time: the order `current_versions` follows, so the newest change of a stage is its
+    current version and `since_ts`.
+    """
+    return db.query(
+        "SELECT stage, version, commit_sha, finished_ts FROM ("
+        " SELECT *, row_number() OVER (PARTITION BY stage ORDER BY finished_ts DESC, seq DESC)"
+        " AS n FROM ("
+        "  SELECT stage, version, commit_sha, finished_ts, seq, lag(version) OVER"
+        "  (PARTITION BY stage ORDER BY finished_ts, seq) AS before FROM deployments"
+        "  WHERE component = ? AND result_class = 'success')"
+        " WHERE before IS NULL OR before != version)"
+        " WHERE n <= ? ORDER BY stage, finished_ts DESC, seq DESC",
+        [slug, per_stage],
+    )
+
+
+def slugs(db: Store, *, limit: int) -> list[str]:
+    """Component slugs in name order, at most `limit`."""
+    rows = db.execute("SELECT slug FROM components ORDER BY slug LIMIT ?", [limit]).fetchall()
+    return [str(r[0]) for r in rows]

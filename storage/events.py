@@ -304,6 +304,20 @@ def list_events(
 
     Returns the page and the cursor of its last row when more rows follow.
     """
+    rows, cursor = _rows(store, kind, component, filters, release_id, limit, after)
+    return [_row_to_event(kind, r) for r in rows], cursor
+
+
+def _rows(
+    store: Store,
+    kind: str,
+    component: str | None,
+    filters: dict[str, Any] | None,
+    release_id: str | None,
+    limit: int,
+    after: Sequence[Any] | None,
+) -> tuple[list[dict[str, Any]], tuple[Any, ...] | None]:
+    """Stored rows of one list page (list_events without the API shape)."""
     where: list[str] = []
     params: list[Any] = []
     if component is not None:
@@ -317,7 +331,54 @@ def list_events(
             raise ValueError(f"unknown filter {column}")
         where.append(FILTERS[column])
         params.append(value)
-    rows, cursor = page(
+    return page(
         store, _select(kind), NEWEST_FIRST, where=where, params=params, after=after, limit=limit
     )
-    return [_row_to_event(kind, r) for r in rows], cursor
+
+
+# The status page's feed: deployments and builds in one list, newest first. At equal finished
+# times deployments come before builds (their rank is higher), then newer rows (higher seq).
+KIND_RANK = {"deployment": 1, "build": 0}
+_AFTER_ANY_SEQ = 2**62  # larger than any seq: "every row of this time"
+
+
+def list_recent(
+    store: Store,
+    kinds: Sequence[str] = ("deployment", "build"),
+    *,
+    component: str | None = None,
+    filters: dict[str, Any] | None = None,
+    limit: int = 50,
+    after: Sequence[Any] | None = None,
+) -> tuple[list[dict[str, Any]], tuple[Any, ...] | None]:
+    """Deployments and builds merged newest first; `after` is the (finished_ts, kind rank, seq)
+    cursor of the last row seen. Each table is read by the same keyset as list_events, from
+    the position the merged cursor implies for it, so a page costs two index walks.
+
+    Rows are list_events' shape plus `kind` and `finished_ts`; returns the cursor of the last
+    row when more rows follow.
+    """
+    found: list[tuple[float, int, int, dict[str, Any]]] = []
+    more = False
+    for kind in kinds:
+        rank = KIND_RANK[kind]
+        table_after = None
+        if after is not None:
+            ts, after_rank, seq = after
+            if rank < after_rank:
+                seq = _AFTER_ANY_SEQ
+            elif rank > after_rank:
+                seq = -1
+            table_after = (ts, seq)
+        rows, cursor = _rows(store, kind, component, filters, None, limit, table_after)
+        more = more or cursor is not None
+        found.extend(
+            (r["finished_ts"], rank, r["seq"], {**_row_to_event(kind, r), "kind": kind})
+            for r in rows
+        )
+    found.sort(key=lambda item: item[:3], reverse=True)
+    more = more or len(found) > limit
+    shown = found[:limit]
+    for ts, _, _, row in shown:
+        row["finished_ts"] = ts
+    return [row for *_, row in shown], (tuple(shown[-1][:3]) if more and shown else None)

@@ -291,3 +291,16 @@ def m004_feeds(db: sqlite_utils.Database) -> None:
     """Natural keys, delivery dedupe and request counts of the webhook receivers; pushed
     commits and incidents; the rollback mark of a deployment."""
     db.executescript(_M004)
+
+
+_M008 = """
+-- The status page lists deployments and builds of every component newest first.
+CREATE INDEX deployments_recent ON deployments(finished_ts, seq);
+CREATE INDEX builds_recent ON builds(finished_ts, seq);
+"""
+
+
+@migrations()
+def m008_ui(db: sqlite_utils.Database) -> None:
+    """Indexes for the status page's newest-first feed across components."""
+    db.executescript(_M008)

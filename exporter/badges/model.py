@@ -5,13 +5,18 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from exporter.errors import ValidationError
-from exporter.metrics.health import crash_free_target, deployed_health, stability_targets
+from exporter.metrics.health import (
+    DeployedHealth,
+    crash_free_target,
+    deployed_health,
+    stability_targets,
+)
 from exporter.names import STAGE_RE, normalize_slug
 from exporter.settings import Settings
 from storage import components, events, release_health, releases
@@ -177,11 +182,19 @@ def age_color(seconds: float) -> str:
     return "orange"
 
 
+# The colour of a result class wherever one is shown (build badges, the status page).
+RESULT_COLORS = {
+    "success": "brightgreen",
+    "failure": "red",
+    "error": "orange",
+    "cancelled": "lightgrey",
+    "other": "lightgrey",
+}
 _BUILD = {
-    "success": ("passing", "brightgreen"),
-    "failure": ("failing", "red"),
-    "error": ("error", "orange"),
-    "cancelled": ("cancelled", "lightgrey"),
+    "success": "passing",
+    "failure": "failing",
+    "error": "error",
+    "cancelled": "cancelled",
 }
 
 _LABELS = {
@@ -247,25 +260,30 @@ def _build_badge(db: Store, slug: str) -> Badge:
         return no_data("build")
     known = _BUILD.get(last["result_class"])
     if known is not None:
-        return Badge("build", *known)
+        return Badge("build", known, RESULT_COLORS[last["result_class"]])
     return Badge("build", clean_text(str(last["result"] or "unknown").lower(), 32), "lightgrey")
 
 
 def _crash_free_badge(
     db: Store, settings: Settings, slug: str, stage: str, source: str | None
 ) -> Badge:
-    label = "crash-free"
     health = deployed_health(db, settings, slug, stage)
     if source:
         health = [h for h in health if h.source == source.strip().lower()]
         if not health:
-            return not_found(label)
+            return not_found("crash-free")
+    return deployed_crash_free(health)
+
+
+def deployed_crash_free(health: Sequence[DeployedHealth]) -> Badge:
+    """Crash-free sessions of a deployed version: the first source (by name) with data,
+    coloured against its target."""
     with_data = [h for h in health if h.crash_free_sessions is not None]
     if not with_data:
-        return no_data(label)
+        return no_data("crash-free")
     first = with_data[0]  # sources in name order, as deployed_health returns them
     ratio = float(first.crash_free_sessions)  # type: ignore[arg-type]
-    return Badge(label, format_percent(ratio), crash_free_color(ratio, first.target))
+    return Badge("crash-free", format_percent(ratio), crash_free_color(ratio, first.target))
 
 
 def release_badge(q: Query, name: str, kind: str) -> Badge:

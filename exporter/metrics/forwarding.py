@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from exporter.metrics.families import Families, Family
 from exporter.settings import Settings
@@ -40,20 +41,49 @@ FAMILIES = (
 )
 
 
-def fill(fams: Families, db: Store, settings: Settings, now: float | None = None) -> None:
-    """Only configured targets: rows of a removed or renamed target leave no stale series."""
+@dataclass(frozen=True)
+class TargetState:
+    """One configured target's outbox as /metrics and the status page show it."""
+
+    name: str
+    kind: str
+    counts: dict[str, int]  # outcome -> delivery attempts
+    pending: int
+    oldest_pending_age: float  # seconds; 0 when none waits
+    disabled: bool
+    disabled_reason: str
+
+
+def target_states(db: Store, settings: Settings, now: float | None = None) -> list[TargetState]:
+    """Only configured targets: rows of a removed or renamed target are not shown."""
     if not settings.forward_targets:
-        return
+        return []
     now = time.time() if now is None else now
     backlog = outbox.backlog(db)
     off = outbox.disabled_targets(db)
+    out = []
     for target in settings.forward_targets:
         name = target.name
-        for outcome in outbox.OUTCOMES:
-            count = backlog.counts.get((name, outcome), 0)
-            fams.add("releasebits_forward_deliveries_total", [name, outcome], count)
-        fams.add("releasebits_forward_pending", [name], backlog.pending.get(name, 0))
         first = backlog.oldest_created_at.get(name)
-        age = max(now - first, 0.0) if first is not None else 0.0
-        fams.add("releasebits_forward_oldest_pending_age_seconds", [name], age)
-        fams.add("releasebits_forward_target_disabled", [name], 1 if name in off else 0)
+        out.append(
+            TargetState(
+                name=name,
+                kind=target.kind,
+                counts={o: backlog.counts.get((name, o), 0) for o in outbox.OUTCOMES},
+                pending=backlog.pending.get(name, 0),
+                oldest_pending_age=max(now - first, 0.0) if first is not None else 0.0,
+                disabled=name in off,
+                disabled_reason=off.get(name, ""),
+            )
+        )
+    return out
+
+
+def fill(fams: Families, db: Store, settings: Settings, now: float | None = None) -> None:
+    """Only configured targets: rows of a removed or renamed target leave no stale series."""
+    for t in target_states(db, settings, now):
+        for outcome, count in t.counts.items():
+            fams.add("releasebits_forward_deliveries_total", [t.name, outcome], count)
+        fams.add("releasebits_forward_pending", [t.name], t.pending)
+        fams.add("releasebits_forward_oldest_pending_age_seconds", [t.name], t.oldest_pending_age)
+        fams.add("releasebits_forward_target_disabled", [t.name], 1 if t.disabled else 0)

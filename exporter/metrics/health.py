@@ -217,7 +217,7 @@ def fill(fams: Families, db: Store, settings: Settings) -> None:
         if row["critical_stability"] is not None:
             fams.add("releasebits_project_critical_stability_ratio", key, row["critical_stability"])
     _fill_deployed(fams, db, settings, configured, stability_targets(db, targets))
-    _fill_status(fams, db, configured)
+    _fill_status(fams, db, settings)
 
 
 def _fill_releases(fams: Families, db: Store, settings: Settings, configured: set[str]) -> None:
@@ -275,11 +275,15 @@ def _fill_deployed(
                 )
 
 
-def _fill_status(fams: Families, db: Store, configured: set[str]) -> None:
+def source_statuses(db: Store, settings: Settings) -> list[dict[str, Any]]:
+    """Poll status per source and project, of configured sources only (no stale rows)."""
+    configured = {src.name for src in settings.sources}
+    return [r for r in release_health.statuses(db) if r["source"] in configured]
+
+
+def _fill_status(fams: Families, db: Store, settings: Settings) -> None:
     durations: dict[str, float] = {}
-    for row in release_health.statuses(db):
-        if row["source"] not in configured:
-            continue
+    for row in source_statuses(db, settings):
         key = [row["source"], row["project"]]
         fams.add("releasebits_source_up", key, row["up"])
         if row["last_success_ts"] is not None:
