@@ -14,10 +14,12 @@ from exporter.metrics import routes as metrics
 from exporter.metrics.collector import build_registry
 from exporter.receivers import routes as receivers
 from exporter.settings import Settings
+from exporter.ui import routes as ui
 from exporter.web import access, errors
 from exporter.web.state import AppState, rollback_request_db
 
 BLUEPRINTS = (
+    ui.bp,
     meta.bp,
     metrics.bp,
     ingest.bp,

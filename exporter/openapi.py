@@ -18,6 +18,7 @@ from exporter.ingest.resources import COMPONENT_LIST_PARAMS, RELEASE_LIST_PARAMS
 from exporter.ingest.routes import LIST_PARAMS
 from exporter.names import RESULT_CLASSES
 from exporter.receivers.routes import RECEIVER_KINDS
+from exporter.ui import params as ui_params
 from exporter.web.params import Param
 from storage.outbox import STATUSES
 
@@ -374,12 +375,10 @@ def _get(
 
 
 def _meta_paths() -> dict[str, Any]:
-    """The landing page, health, this document and /metrics."""
+    """Health, this document and /metrics."""
     any_object = {"application/json": {"schema": {"type": "object"}}}
     text = {"description": "OK", "content": {"text/plain": {"schema": _STR}}}
-    html = {"description": "HTML", "content": {"text/html": {"schema": _STR}}}
     return {
-        "/": _get("landing", "HTML landing page", {"200": html}),
         "/healthz": _get(
             "health",
             "Database and worker health",
@@ -398,6 +397,73 @@ def _meta_paths() -> dict[str, Any]:
             "Prometheus metrics (text or OpenMetrics by Accept; gzip on request)",
             {"200": text, "401": _err("Token required (metrics_require_token).")},
         ),
+    }
+
+
+def _ui_paths() -> dict[str, Any]:
+    """The status page, a component's page, this document as HTML, signing in and out."""
+    paths = _ui_operations()
+    for item in paths.values():
+        for key in ("get", "post"):
+            if key in item:
+                item[key]["tags"] = ["Status page (HTML)"]
+    return paths
+
+
+def _ui_operations() -> dict[str, Any]:
+    html = {"text/html": {"schema": _STR}}
+    page = {"description": "An HTML page.", "content": html}
+    sign_in = {"description": "The sign-in form (ui_require_token).", "content": html}
+    see_other = {"description": "Signed in or out; Location says where to go next."}
+    form = {"application/x-www-form-urlencoded": {"schema": _ref("SignIn")}}
+    return {
+        "/": _get(
+            "statusPage",
+            "The status page: versions per component and stage, recent deployments and "
+            "builds, source and forwarding health",
+            {"200": page, "401": sign_in},
+            parameters=_query(ui_params.STATUS_PARAMS),
+        ),
+        "/ui/components/{slug}": {
+            "parameters": [_SLUG],
+            **_get(
+                "componentPage",
+                "One component's page: versions per stage, their changes, its events",
+                {
+                    "200": page,
+                    "401": sign_in,
+                    "404": {"description": "Unknown component.", "content": html},
+                },
+                parameters=_query(ui_params.COMPONENT_PARAMS),
+            ),
+        },
+        "/docs": _get("apiReference", "This document as a readable page", {"200": page}),
+        "/ui/sign-in": {
+            **_get(
+                "signInForm", "The sign-in form", {"200": page}, parameters=_query([ui_params.NEXT])
+            ),
+            "post": {
+                "operationId": "signIn",
+                "summary": "Keep a read token in a Secure, HttpOnly, SameSite=Strict cookie",
+                "requestBody": {"required": True, "content": form},
+                "responses": {"303": see_other, "401": sign_in, "403": sign_in},
+            },
+        },
+        "/ui/sign-out": {
+            "post": {
+                "operationId": "signOut",
+                "summary": "Forget the sign-in cookie",
+                "responses": {"303": see_other},
+            }
+        },
+        "/ui/static/{filename}": {
+            "parameters": [_path("filename")],
+            **_get(
+                "uiAsset",
+                "The status page's stylesheet, script and icon",
+                {"200": {"description": "The file."}, "404": _err("No such file.")},
+            ),
+        },
     }
 
 
@@ -533,6 +599,14 @@ def _schemas() -> dict[str, Any]:
             },
         },
         "Delivery": _delivery_schema(),
+        "SignIn": {
+            "type": "object",
+            "required": ["token"],
+            "properties": {
+                "token": {**_STR, "description": "An API token with the read scope."},
+                "next": {**_STR, "description": "A path on this server to go to afterwards."},
+            },
+        },
     }
 
 
@@ -554,6 +628,7 @@ def openapi_document(version: str) -> dict[str, Any]:
             **_webhook_paths(),
             **_badge_paths(),
             **_resource_paths(),
+            **_ui_paths(),
         },
         "components": {
             "securitySchemes": {

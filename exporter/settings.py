@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from exporter.errors import ConfigError, ValidationError
 from exporter.names import STAGE_RE, normalize_slug
@@ -149,6 +149,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Require a read token (header or ?access_token=) on /badges/... (public by default).",
     ),
     Setting(
+        "ui_require_token",
+        False,
+        _bool,
+        "Require a read token (a sign-in form keeps it in a cookie) on the status page; it is "
+        "required anyway while metrics_require_token is on.",
+    ),
+    Setting(
         "badge_max_age_seconds",
         300,
         _int(0, 86_400),
@@ -231,6 +238,14 @@ class ComponentMapping:
 
     sources: Mapping[str, SourceMapping] = dataclasses.field(default_factory=dict)
     environments: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    repository: str | None = None  # web address of the source repository: commits link there
+
+    def commit_url(self, commit_sha: str) -> str | None:
+        """The commit's page (GitHub, GitLab, Gitea and Forgejo all answer /commit/<sha>)."""
+        if not self.repository:
+            return None
+        plain = commit_sha.isascii() and commit_sha.isalnum()  # a SHA: skip quote(), ~10x slower
+        return f"{self.repository}/commit/{commit_sha if plain else quote(commit_sha, safe='')}"
 
     def environment(self, stage: str, source: str | None = None) -> str:
         """The source's environment (Sentry) or release stage (Bugsnag) for a ReleaseBits stage."""
@@ -282,6 +297,7 @@ class Settings:
     max_stages: int = _default("max_stages")
     metrics_require_token: bool = _default("metrics_require_token")
     badges_require_token: bool = _default("badges_require_token")
+    ui_require_token: bool = _default("ui_require_token")
     badge_max_age_seconds: int = _default("badge_max_age_seconds")
     idempotency_ttl_hours: int = _default("idempotency_ttl_hours")
     release_health_max_releases: int = _default("release_health_max_releases")
@@ -425,7 +441,8 @@ def parse_components(data: Any, source_names: set[str]) -> dict[str, ComponentMa
             normalize_slug(slug)
         except ValidationError as exc:
             raise ConfigError(f"components.{slug}: {exc}") from None
-        comp = top.table(slug, ("sources", "environments", "forward"))  # forward: forwarders
+        # forward: forwarders
+        comp = top.table(slug, ("sources", "environments", "forward", "repository"))
         sources_table = comp.table("sources", tuple(comp.data.get("sources", {}) or ()))
         sources: dict[str, SourceMapping] = {}
         for source in sources_table.data:
@@ -438,5 +455,6 @@ def parse_components(data: Any, source_names: set[str]) -> dict[str, ComponentMa
             st = sources_table.table(source, ("project", "release", "environments"))
             release = st.template("release", "{version}") or "{version}"
             sources[source] = SourceMapping(st.text("project"), release, _environments(st))
-        out[slug] = ComponentMapping(sources, _environments(comp))
+        repository = comp.url("repository", "") if "repository" in comp.data else None
+        out[slug] = ComponentMapping(sources, _environments(comp), repository)
     return out

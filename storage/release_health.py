@@ -159,6 +159,19 @@ def lookup(
     return rows[0] if rows else None
 
 
+HealthKey = tuple[str, str, str, str]  # source, project, environment, release
+
+
+def by_key(db: Store) -> dict[HealthKey, dict[str, Any]]:
+    """Every polled row by (source, project, environment, release): one read for a join of many
+    deployed versions instead of a lookup each."""
+    rows = db.query(
+        "SELECT source, project, environment, release, crash_free_sessions, crash_free_users "
+        "FROM release_health"
+    )
+    return {(r["source"], r["project"], r["environment"], r["release"]): r for r in rows}
+
+
 def targets(db: Store) -> list[dict[str, Any]]:
     return db.query("SELECT * FROM project_targets ORDER BY source, project")
 

@@ -42,12 +42,19 @@ def deployed_health(
     version: str | None = None,
     *,
     targets: Mapping[tuple[str, str], float | None] | None = None,
+    polled: Mapping[release_health.HealthKey, Mapping[str, Any]] | None = None,
 ) -> list[DeployedHealth]:
     """Health of `version` (default: the current one) of component/stage from each mapped source.
 
     A source without data for that release yields an entry with None ratios (no data, not 0).
-    `targets` (from `stability_targets`) saves a query per call when joining many components.
+    `targets` (from `stability_targets`) and `polled` (from `release_health.by_key`) save
+    queries per call when joining many components.
     """
+
+    def lookup(source: str, project: str, environment: str, release: str) -> Any:
+        key = (source, project, environment, release)
+        return polled.get(key) if polled is not None else release_health.lookup(db, *key)
+
     mapping = settings.components.get(component)
     if mapping is None or not mapping.sources:
         return []
@@ -65,13 +72,9 @@ def deployed_health(
     for source, src in sorted(mapping.sources.items()):
         release = src.release_name(component, version)
         environment = mapping.environment(stage, source)
-        row = release_health.lookup(db, source, src.project, environment, release)
+        row = lookup(source, src.project, environment, release)
         prev_release = src.release_name(component, previous) if previous else None
-        prev = (
-            release_health.lookup(db, source, src.project, environment, prev_release)
-            if prev_release
-            else None
-        )
+        prev = lookup(source, src.project, environment, prev_release) if prev_release else None
         target = target_by_key.get((source, src.project))
         out.append(
             DeployedHealth(
@@ -249,8 +252,12 @@ def _fill_deployed(
     configured: set[str],
     targets: Mapping[tuple[str, str], float | None],
 ) -> None:
+    polled = release_health.by_key(db)
     for row in components_store.current_versions_of(db, sorted(settings.components)):
-        for h in deployed_health(db, settings, row["component"], row["stage"], targets=targets):
+        stage = row["stage"]
+        for h in deployed_health(
+            db, settings, row["component"], stage, targets=targets, polled=polled
+        ):
             if h.source not in configured:
                 continue
             key = [h.component, h.stage, h.source]
