@@ -128,6 +128,16 @@ class Daemon:
             check=False,
         )
 
+    def record(self, token: str, component: str, kind: str, body: dict[str, Any]) -> None:
+        """POST one event (kind: deployments or builds) through the API; it must be stored."""
+        resp = requests.post(
+            f"{self.url}/components/{component}/{kind}",
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        assert resp.status_code == 201, resp.text
+
     def start(self, timeout: float = 30) -> Daemon:
         self.log_path = self.db.with_suffix(f".{int(time.time() * 1000)}.log")
         with self.log_path.open("wb") as log:  # the child keeps its own descriptor

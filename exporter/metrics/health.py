@@ -50,11 +50,6 @@ def deployed_health(
     `targets` (from `stability_targets`) and `polled` (from `release_health.by_key`) save
     queries per call when joining many components.
     """
-
-    def lookup(source: str, project: str, environment: str, release: str) -> Any:
-        key = (source, project, environment, release)
-        return polled.get(key) if polled is not None else release_health.lookup(db, *key)
-
     mapping = settings.components.get(component)
     if mapping is None or not mapping.sources:
         return []
@@ -72,9 +67,10 @@ def deployed_health(
     for source, src in sorted(mapping.sources.items()):
         release = src.release_name(component, version)
         environment = mapping.environment(stage, source)
-        row = lookup(source, src.project, environment, release)
+        where = (source, src.project, environment)
+        row = _polled(db, polled, where, release)
         prev_release = src.release_name(component, previous) if previous else None
-        prev = lookup(source, src.project, environment, prev_release) if prev_release else None
+        prev = _polled(db, polled, where, prev_release)
         target = target_by_key.get((source, src.project))
         out.append(
             DeployedHealth(
@@ -95,6 +91,21 @@ def deployed_health(
             )
         )
     return out
+
+
+def _polled(
+    db: Store,
+    polled: Mapping[release_health.HealthKey, Mapping[str, Any]] | None,
+    where: tuple[str, str, str],
+    release: str | None,
+) -> Mapping[str, Any] | None:
+    """A release's polled row (source, project, environment) from the caller's `by_key` map,
+    else from the database; None for no release."""
+    if release is None:
+        return None
+    if polled is not None:
+        return polled.get((*where, release))
+    return release_health.lookup(db, *where, release)
 
 
 def stability_targets(

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 import yaml
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
@@ -296,16 +295,6 @@ def failing_sentry(httpserver: HTTPServer) -> str:
     )
 
 
-def post(daemon: Daemon, token: str, component: str, kind: str, body: Any) -> None:
-    resp = requests.post(
-        f"{daemon.url}/components/{component}/{kind}",
-        json=body,
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=10,
-    )
-    assert resp.status_code == 201, resp.text
-
-
 def has_data(prom: Prometheus, promql: str, labels: frozenset[str] = frozenset()) -> bool:
     """A finite value in the result, on a series carrying every label the legend shows."""
     return any(
@@ -371,7 +360,7 @@ def test_every_query_returns_data_from_a_real_prometheus(
     daemon.start()
     try:
         for component, kind, body in HISTORY:
-            post(daemon, token, component, kind, body)
+            daemon.record(token, component, kind, body)
 
         prom = prometheus(f"127.0.0.1:{daemon.port}")
         prom.wait_for(
@@ -387,7 +376,7 @@ def test_every_query_returns_data_from_a_real_prometheus(
             ),
         )
         for component, kind, body in while_scraped():
-            post(daemon, token, component, kind, body)
+            daemon.record(token, component, kind, body)
         prom.wait_for(
             "the new deployments in Prometheus, as changes",
             lambda: (

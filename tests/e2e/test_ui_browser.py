@@ -37,13 +37,7 @@ def token_of(daemon: Daemon, name: str, *scopes: str) -> str:
 
 
 def post(daemon: Daemon, token: str, kind: str, component: str, **fields: Any) -> None:
-    resp = requests.post(
-        f"{daemon.url}/components/{component}/{kind}s",
-        json=fields,
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=10,
-    )
-    assert resp.status_code == 201, resp.text
+    daemon.record(token, component, f"{kind}s", fields)
 
 
 def ago(**delta: float) -> str:
@@ -222,6 +216,7 @@ def test_sign_in_keeps_the_token_in_a_strict_cookie(tmp_path: Path, new_page: Ne
         assert "9.9.9" not in page.content()
         assert page.locator("h1").inner_text() == "Sign in"
 
+        assert serious(run_axe(page)) == []  # the sign-in form, too
         page.fill("input[name=token]", writer)  # a token without the read scope
         submit(page, "form button[type=submit]")
         assert "lacks the 'read' scope" in page.locator("[role=alert]").inner_text()

@@ -10,7 +10,13 @@ from storage.db import open_db
 def test_apply_twice_is_a_noop(tmp_path: Path) -> None:
     db = open_db(tmp_path / "a.db", migrate=True)
     applied = db.applied_migrations()
-    assert applied == ["m001_initial", "m002_release_health", "m003_outbox", "m004_feeds"]
+    assert applied == [
+        "m001_initial",
+        "m002_release_health",
+        "m003_outbox",
+        "m004_feeds",
+        "m008_ui",
+    ]
     db.migrate()
     assert db.applied_migrations() == applied
     assert {"deployments", "builds", "tokens", "event_stats", "current_versions"} <= set(

@@ -87,3 +87,15 @@ def test_version_changes_count_rollbacks_and_ignore_failures_and_repeats(db: Any
     assert changes[0]["finished_ts"] == (T0 + timedelta(minutes=5)).timestamp()
     assert len(components.version_changes(db, "app", per_stage=1)) == 2
     assert components.stage_order(db) == ["production", "staging"]
+
+
+def test_the_feed_across_components_walks_an_index_instead_of_sorting(db: Any) -> None:
+    for table in ("deployments", "builds"):
+        plan = " ".join(
+            str(row[-1])
+            for row in db.execute(
+                f"EXPLAIN QUERY PLAN SELECT d.* FROM {table} d "
+                "ORDER BY d.finished_ts DESC, d.seq DESC LIMIT 51"
+            ).fetchall()
+        )
+        assert f"{table}_recent" in plan and "TEMP B-TREE" not in plan, plan
