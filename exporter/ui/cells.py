@@ -1,11 +1,11 @@
-"""The grid's stage cells as HTML, written here rather than in the Jinja template.
+"""The grid's rows as HTML, written here rather than in the Jinja template.
 
 500 components x 5 stages are 2,500 cells of ~15 values each. As Jinja expressions every value
 is an attribute lookup plus a Markup object (markupsafe.escape); measured on the 500 x 5
 benchmark that was ~60% of the page's time. Here each value goes through html.escape (C, plain
-str) once. Every value that can come from a user (stage, version, commit SHA, commit link) is
-escaped; the rest (times, result classes, badge colours and percentages) are made by ReleaseBits
-from fixed vocabularies. tests/exporter/ui/test_pages.py posts hostile text into each field.
+str) once. Every value that can come from a user (component, stage, version, commit SHA, commit link) is
+escaped, and so is every text a key column reads; the rest (times, result classes, badge colours)
+are made by ReleaseBits from fixed vocabularies. tests/exporter/ui/test_pages.py posts hostile text into each field.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from html import escape
 from markupsafe import Markup
 
 from exporter.badges.model import RESULT_COLORS
-from exporter.ui.status import Cell, Moment, Row
+from exporter.ui.status import Cell, Grid, Moment, Row
 
 
 def when(m: Moment) -> str:
@@ -56,7 +56,7 @@ def _badges(c: Cell) -> str:
     return out + "</div>"
 
 
-def stage_cells(row: Row, stages: Sequence[str]) -> Markup:
+def _stage_cells(row: Row, stages: Sequence[str]) -> str:
     """One <td> per stage of a grid row, in the order of `stages`."""
     parts = []
     for stage in stages:
@@ -70,6 +70,46 @@ def stage_cells(row: Row, stages: Sequence[str]) -> Markup:
             continue
         recent = " recent" if c.recent else ""
         parts.append(
-            f'<td data-label="{label}" class="cell{recent}">{_version(c)}{_badges(c)}</td>\n'
+            f'<td data-label="{label}" class="cell{recent}">{_version(c)}{_badges(c)}</td>'
         )
-    return Markup("".join(parts))  # noqa: S704 - every user value went through escape()
+    return "\n".join(parts)
+
+
+def _pill(text: str, color: str, title: str = "") -> str:
+    hover = f' title="{escape(title)}"' if title else ""
+    return f'<span class="pill c-{color}"{hover}>{escape(text)}</span>'
+
+
+def _build(row: Row) -> str:
+    if row.build is None:
+        return '<td data-label="Last build"><span class="none">none</span></td>'
+    rclass, at = row.build
+    return f'<td data-label="Last build">{_pill(rclass, RESULT_COLORS[rclass])} {when(at)}</td>'
+
+
+def _keys(row: Row, grid: Grid) -> str:
+    parts = []
+    for stage in grid.key_stages:
+        for col, f in zip(grid.key_columns, row.keys[stage], strict=True):
+            label = escape(f"{col.title} ({stage})")
+            if f is None:
+                shown = '<span class="none">\u2013</span>'  # an en dash: no figure
+            elif f.color:
+                shown = _pill(f.text, f.color, f.title)
+            else:
+                shown = f'<span title="{escape(f.title)}">{escape(f.text)}</span>'
+            parts.append(f'<td data-label="{label}" class="key">{shown}</td>')
+    return "".join(parts)
+
+
+def grid_rows(grid: Grid, link: bool = True) -> Markup:
+    """The grid's <tbody> rows: component, one cell per stage, last build, key figures."""
+    out = []
+    for row in grid.rows:
+        name = escape(row.component)
+        head = f'<a href="/ui/components/{name}">{name}</a>' if link else name
+        out.append(
+            f'<tr><th scope="row" data-label="Component">{head}</th>\n'
+            f"{_stage_cells(row, grid.stages)}\n{_build(row)}{_keys(row, grid)}</tr>\n"
+        )
+    return Markup("".join(out))  # noqa: S704 - every user value went through escape()

@@ -9,6 +9,7 @@ Until then the columns are the ones the deployment aggregates answer.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -27,7 +28,7 @@ class Figure:
     color: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass
 class KeyInput:
     """What a column may read: the store, the settings, the scrape snapshot, the stage."""
 
@@ -36,6 +37,16 @@ class KeyInput:
     snapshot: Snapshot
     stage: str
     now: float
+
+    @functools.cached_property
+    def deployments(self) -> dict[str, dict[str, int]]:
+        """Deployments to the stage per component and result class, all time (read once for
+        every column that needs them)."""
+        out: dict[str, dict[str, int]] = {}
+        for row in self.snapshot.event_stats:
+            if row["kind"] == "deployment" and row["stage"] == self.stage:
+                out.setdefault(row["component"], {})[row["result_class"]] = int(row["count"])
+        return out
 
 
 @dataclass(frozen=True)
@@ -52,19 +63,10 @@ def production_stages(settings: Settings) -> tuple[str, ...]:
     return (settings.default_stage,)
 
 
-def _counts(inp: KeyInput) -> dict[str, dict[str, int]]:
-    """Deployments to the stage per component and result class, all time."""
-    out: dict[str, dict[str, int]] = {}
-    for row in inp.snapshot.event_stats:
-        if row["kind"] == "deployment" and row["stage"] == inp.stage:
-            out.setdefault(row["component"], {})[row["result_class"]] = int(row["count"])
-    return out
-
-
 def _deployments(inp: KeyInput) -> dict[str, Figure]:
     return {
         component: Figure(str(sum(by_result.values())), _by_result(by_result))
-        for component, by_result in _counts(inp).items()
+        for component, by_result in inp.deployments.items()
     }
 
 
@@ -74,7 +76,7 @@ def _by_result(by_result: Mapping[str, int]) -> str:
 
 def _failed(inp: KeyInput) -> dict[str, Figure]:
     out = {}
-    for component, by_result in _counts(inp).items():
+    for component, by_result in inp.deployments.items():
         total = sum(by_result.values())
         failed = by_result.get("failure", 0) + by_result.get("error", 0)
         share = failed / total if total else 0.0

@@ -34,7 +34,7 @@ bp = Blueprint(
     static_url_path="/ui/static",
 )
 bp.after_request(access.secure_headers)
-bp.add_app_template_global(cells.stage_cells, "stage_cells")
+bp.add_app_template_global(cells.grid_rows, "grid_rows")
 bp.add_app_template_global(cells.when_html, "when_html")
 
 

@@ -100,12 +100,13 @@ def grid(
     """The grid from one aggregates snapshot; within max_components/max_stages like /metrics
     unless `limited` is off (one component's own page)."""
     max_c, max_s = (settings.max_components, settings.max_stages) if limited else (UNLIMITED,) * 2
-    snap = snapshot(db, max_components=max_c, max_stages=max_s)
+    snap = snapshot(db, max_components=max_c, max_stages=max_s, component=component, buckets=False)
     newest = _newest_results(snap)
     current = {(r["component"], r["stage"]): r for r in snap.current_versions}
     names = sorted({c for _, c, _ in newest} | {c for c, _ in current})
     seen_stages = {s for (kind, _, s) in newest if kind == "deployment"}
-    stages = [s for s in components.stage_order(db) if s in seen_stages]
+    every_stage = components.stage_order(db)
+    stages = [s for s in every_stage if s in seen_stages]
     if component is not None:
         names = [c for c in names if c == component]
     if stage is not None:
@@ -140,7 +141,7 @@ def grid(
         key_columns=COLUMNS,
         rows=rows,
         hidden_components=max(snap.components - max_c, 0),
-        hidden_stages=max(len(components.stage_order(db)) - max_s, 0) if limited else 0,
+        hidden_stages=max(len(every_stage) - max_s, 0) if limited else 0,
     )
 
 
