@@ -3,6 +3,7 @@ real SQLite file: what a reader sees, what stays hidden, and the headers that ke
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import re
 import tomllib
@@ -38,10 +39,13 @@ release = "checkout@{version}"
 """
 
 
+SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
+
+
 def make_app(tmp_path: Path, config: str = "", **overrides: Any) -> Any:
     cfg = tmp_path / "releasebits.toml"
     cfg.write_text(config)
-    env = {"SENTRY_TOKEN": "t", "RELEASEBITS_DB": str(tmp_path / "rb.db")}
+    env = {"SENTRY_TOKEN": "t", "HOOK_SECRET": SECRET, "RELEASEBITS_DB": str(tmp_path / "rb.db")}
     s = load_settings(cfg, env, overrides)
     open_db(s.db, migrate=True).close()
     return create_app(s, process_metrics=False)
@@ -357,3 +361,27 @@ def test_templates_and_assets_ship_as_package_data() -> None:
     ]
     assert len(files) >= 8
     assert [f for f in files if not any(fnmatch.fnmatch(f, g) for g in globs)] == []
+
+
+def test_health_shows_sources_outbox_and_worker_with_errors_only_to_readers(tmp_path: Path) -> None:
+    config = CONFIG + (
+        '\n[[bugsnag]]\ntoken_env = "SENTRY_TOKEN"\nprojects = ["p1"]\n'
+        '\n[[forward.webhook]]\nname = "hooks"\nurl = "https://hooks.example.com/in"\n'
+        'secret_env = "HOOK_SECRET"\n'
+    )
+    app = make_app(tmp_path, config)
+    client, tok = app.test_client(), token(app)
+    deploy(client, tok, "checkout", version="1.0")  # one delivery waits for the webhook
+    db = open_db(app.extensions["releasebits"].settings.db)
+    error = "HTTP 401 from https://sentry.io/api/0/organizations/acme/sessions/"
+    release_health.record_failure(db, "sentry", error, duration=0.25, projects=["42"])
+    db.close()
+    public = text(client.get("/"))
+    health = public[public.index("Sources and forwarding") :]
+    assert re.search(r"sentry\s+42\s+down\s+never\s+just now\s+0\.25s", health)
+    assert re.search(r"bugsnag\s+not polled yet", health)
+    assert re.search(r"hooks\s+webhook\s+1\s+\d+s\s+0\s+0\s+0\s+active", health)
+    assert "Background worker: not running" in " ".join(health.split())
+    assert "sources 1 down" in " ".join(public.split()) and error not in public
+    signed = text(client.get("/", headers={"Authorization": tok}))
+    assert error in signed
