@@ -45,6 +45,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('RELEASEBITS_PORT', '8080') + '/healthz', timeout=4)"]
 
 # Exec form: `releasebits serve` is PID 1 and gets SIGTERM from `docker stop` directly; it
-# forwards it to gunicorn and the worker, lets in-flight requests finish and exits 0.
+# forwards it to the web server (Granian) and the worker, lets in-flight requests finish and exits 0.
 ENTRYPOINT ["releasebits"]
 CMD ["serve"]

@@ -108,8 +108,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("host", "127.0.0.1", _str, "Address the HTTP server binds to (0.0.0.0 for all)."),
     Setting("port", 8080, _int(1, 65535), "TCP port of the HTTP server."),
     Setting("db", "releasebits.db", _str, "Path of the SQLite database file."),
-    Setting("workers", 2, _int(1, 64), "Number of web worker processes (gunicorn)."),
-    Setting("threads", 4, _int(1, 64), "Threads per web worker process."),
+    Setting("workers", 2, _int(1, 64), "Number of web worker processes (Granian)."),
+    Setting("threads", 4, _int(1, 64), "Request threads per web worker process."),
     Setting("log_level", "info", _choice("debug", "info", "warning", "error"), "Log level."),
     Setting(
         "sqlite_synchronous",

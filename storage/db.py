@@ -49,7 +49,7 @@ class WriteLock:
     so under concurrent ingest most of the wait is sleep after the lock was already free: that
     was the ingest p99. Waiting here instead wakes the next writer as soon as the lock is
     released: a threading.Lock orders the threads of one process, and flock(2) on
-    `<db>.lock` (released by the kernel if the process dies) orders gunicorn's workers and the
+    `<db>.lock` (released by the kernel if the process dies) orders the web server's workers and the
     background worker. SQLite's busy_timeout stays as the backstop for outside writers.
     """
 

@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl
 from flask import request
 
 from exporter.web.errors import ApiError
+from exporter.web.state import settings
 
 _BRACKET = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\[([^\[\]]*)\]$")
 
@@ -56,6 +57,41 @@ def _parse_json(raw: bytes) -> dict[str, Any]:
     return data
 
 
+_READ_SIZE = 64 * 1024
+
+
+def _read_body() -> bytes:
+    """The request body, whole, never more than max_body_bytes.
+
+    With a Content-Length, werkzeug refuses an oversized body before reading it. A chunked body
+    has none: it is read here piece by piece and refused with 413 as soon as it passes the
+    limit (never truncated and accepted). Granian answers a malformed chunk by ending the body
+    early; a chunked POST whose body comes out empty is refused as malformed, since an empty
+    chunked body is something no client means to send.
+    """
+    environ = request.environ
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if request.content_length is not None or not chunked:
+        return request.get_data(cache=True)
+    limit = settings().max_body_bytes
+    stream = environ["wsgi.input"]
+    parts: list[bytes] = []
+    total = 0
+    try:
+        while piece := stream.read(_READ_SIZE):
+            total += len(piece)
+            if total > limit:
+                raise ApiError(
+                    413, "body_too_large", f"the request body is larger than {limit} bytes"
+                )
+            parts.append(piece)
+    except (OSError, ValueError) as exc:
+        raise ApiError(400, "invalid_body", f"the chunked body is malformed: {exc}") from None
+    if not total:
+        raise ApiError(400, "invalid_body", "the chunked body is empty or malformed")
+    return b"".join(parts)
+
+
 def read_payload() -> dict[str, Any]:
     """The event fields from a JSON body, a form body, or the query string of a bodiless POST.
 
@@ -63,7 +99,7 @@ def read_payload() -> dict[str, Any]:
     read as JSON whatever the form content type says. Query parameters (other than access_token)
     fill in fields the body does not set.
     """
-    raw = request.get_data(cache=True)
+    raw = _read_body()
     base = pairs_to_dict(request.args.items(multi=True))
     if not raw.strip():
         return base
