@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 
 import click
 
-from exporter import __version__
+from exporter import __version__, logsafe
 from exporter.config import load_settings as _load
 from exporter.errors import ConfigError
 from exporter.http import make_session
@@ -36,6 +36,7 @@ def setup_logging(level: str) -> None:
         stream=sys.stderr,
         force=True,
     )
+    logsafe.install(logging.getLogger().handlers)
     # APScheduler logs every job run at INFO; keep its warnings and errors only.
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
     # urllib3 warns on every retry of a refused connection; the poll job logs one line itself.

@@ -38,11 +38,13 @@ def _log_config(level: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"generic": {"format": fmt}},
+        "filters": {"escape_control": {"()": "exporter.logsafe.EscapeControl"}},
         "handlers": {
             "console": {
                 "class": "logging.StreamHandler",
                 "formatter": "generic",
                 "stream": "ext://sys.stderr",
+                "filters": ["escape_control"],
             }
         },
         "loggers": {

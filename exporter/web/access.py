@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
-from collections.abc import Mapping
+from urllib.parse import unquote_plus
 
 from flask import Flask, Response, g, request
 
@@ -33,10 +32,17 @@ def install(app: Flask) -> None:
         return resp
 
 
-def redact_url(path: str, query: Mapping[str, str] | bytes | str) -> str:
-    """The request path with any access_token value replaced, for logs."""
+def redact_url(path: str, query: bytes | str) -> str:
+    """The request path with the value of every parameter that decodes to `access_token`
+    replaced, for logs (`access%5Ftoken=` is the same parameter to the server, so it is the
+    same secret in a log)."""
     qs = query.decode("latin-1") if isinstance(query, bytes) else str(query)
     if not qs:
         return path
-    qs = re.sub(r"(?i)(^|&)(access_token=)[^&]*", r"\1\2[redacted]", qs)
-    return f"{path}?{qs}"
+    parts = []
+    for part in qs.split("&"):
+        key = part.split("=", 1)[0]
+        if unquote_plus(key).strip().lower() == "access_token":
+            part = f"{key}=[redacted]"
+        parts.append(part)
+    return f"{path}?{'&'.join(parts)}"

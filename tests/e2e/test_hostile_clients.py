@@ -6,6 +6,7 @@ Issue 17, items 1 and 2: what an outside review did to a running daemon, as it d
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
 import time
@@ -139,3 +140,31 @@ def test_malformed_chunk_size_is_400(running: tuple[Daemon, str]) -> None:
     assert answer.startswith(b"HTTP/1.1 400"), answer[:300]
     assert b'"code":"invalid_body"' in answer
     assert "Traceback" not in daemon.log()
+
+
+def test_access_log_redacts_encoded_token_keys_and_cannot_be_forged(
+    running: tuple[Daemon, str],
+) -> None:
+    """Item 3: `access%5Ftoken` is the same parameter to the server, so it is redacted too; a
+    `%0A` in a path or a newline in a version cannot write a line of its own."""
+    daemon, token = running
+    forged = 'FORGED 127.0.0.1 "GET /admin" 200'
+    body = json.dumps({"version": f"1.0\n{forged}"}).encode()
+    answer = _raw(  # raw bytes: HTTP clients would normalise %5F to _
+        daemon.port,
+        f"POST /components/logs/deployments?access%5Ftoken={token} HTTP/1.1\r\n"
+        f"Host: localhost\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body,
+    )
+    assert answer.startswith(b"HTTP/1.1 201"), answer[:300]
+    resp = requests.get(f"{daemon.url}/no/such%0A{forged.replace(' ', '%20')}", timeout=5)
+    assert resp.status_code == 404
+    deadline = time.time() + 5
+    while "no/such" not in daemon.log() and time.time() < deadline:
+        time.sleep(0.05)
+    log = daemon.log()
+    assert token not in log
+    assert "access%5Ftoken=[redacted]" in log
+    assert not [line for line in log.splitlines() if line.startswith("FORGED")]
+    assert f"version=1.0\\n{forged}" in log
