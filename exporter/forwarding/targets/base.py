@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import requests
 
@@ -104,9 +104,31 @@ def short_sha(sha: str | None) -> str:
 
 
 def safe_url(url: str) -> str:
-    """scheme://host/path only: a query string may carry a token."""
+    """scheme://host[:port] only: userinfo, a path (a webhook's) or a query may carry a key."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+def url_secrets(url: str) -> list[str]:
+    """The parts of a configured URL that may hold a key, as they can appear in an error text
+    (requests' messages quote 'url: /path?query'): userinfo, path with query, query, each query
+    value, and the path when it is long enough to be more than an API prefix."""
+    parts = urlsplit(url)
+    found: list[str] = []
+    if "@" in parts.netloc:
+        userinfo = parts.netloc.rsplit("@", 1)[0]
+        found += [userinfo, *userinfo.split(":", 1)[1:]]
+    if parts.query:
+        found += [f"{parts.path}?{parts.query}", parts.query]
+        found += [value for _, value in parse_qsl(parts.query) if len(value) >= 4]
+        found += [value for value in parts.query.split("&") if len(value) >= 4]
+    if len(parts.path.strip("/")) >= 8:
+        found.append(parts.path)
+    return found
 
 
 @dataclass(frozen=True)
@@ -211,10 +233,23 @@ class Target:
     def snippet(self, text: str) -> str:
         return self.scrub(" ".join(text.split()))[:BODY_SNIPPET_CHARS]
 
+    def configured_urls(self) -> list[str]:
+        """Every http(s) URL in this target's configuration."""
+        return [
+            value
+            for value in (getattr(self, f.name) for f in fields(self))
+            if isinstance(value, str) and value.startswith(("http://", "https://"))
+        ]
+
     def scrub(self, text: str) -> str:
-        for secret in self.secrets():
-            if len(secret) >= 8:
-                text = text.replace(secret, "[secret]")
+        """`text` without this target's secrets nor the key-bearing parts of its URLs."""
+        pieces = [s for s in self.secrets() if len(s) >= 8]
+        for url in self.configured_urls():
+            pieces += [p for p in url_secrets(url) if len(p) >= 4]
+        for piece in sorted(set(pieces), key=len, reverse=True):
+            text = text.replace(piece, "[secret]")
+            if quote(piece, safe="") != piece:
+                text = text.replace(quote(piece, safe=""), "[secret]")
         return text
 
     def mapping(self, component: str | None) -> ComponentForward:

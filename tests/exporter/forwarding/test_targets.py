@@ -598,3 +598,42 @@ def test_bugsnag_build_host_follows_the_api_key(tmp_path: Path) -> None:
         "checkout": "https://build.bugsnag.com/",
         "hub": "https://build.bugsnag.smartbear.com/",
     }
+
+
+# --- Secrets in configured URLs (issue 17, item 4) -----------------------------------------
+
+HOOK_PATH_KEY = "T0001/B0002/XyZsecretPathKey42"
+HOOK_QUERY_KEY = "apikeyQuerySecret0123"
+
+
+@pytest.mark.parametrize("answer", ["refused", "echo"])
+def test_webhook_url_keys_never_reach_deliveries_or_logs(
+    httpserver: HTTPServer, forwarding: Make, caplog: pytest.LogCaptureFixture, answer: str
+) -> None:
+    """A webhook URL with a key in its path or query: neither appears in /deliveries (readable
+    with any read token) nor in the log, whether the connection fails (requests quotes the URL)
+    or the endpoint echoes the URL back in its error body."""
+    if answer == "refused":
+        base = "http://127.0.0.1:9"  # discard port: nothing listens, the connection is refused
+    else:
+        base = httpserver.url_for("").rstrip("/")
+
+        def echo(request: Request) -> Response:
+            return Response(f"no route for {request.full_path}", status=500)
+
+        httpserver.expect_request(f"/hooks/{HOOK_PATH_KEY}").respond_with_handler(echo)
+    url = f"{base}/hooks/{HOOK_PATH_KEY}?apikey={HOOK_QUERY_KEY}&user=u%3Ab"
+    f = forwarding(
+        f'[[forward.webhook]]\nname = "hooks"\nurl = "{url}"\nsecret_env = "HOOK_SECRET"\n',
+        {"HOOK_SECRET": WEBHOOK_SECRET},
+    )
+    f.deploy(**DEPLOY)
+    with caplog.at_level("INFO"):
+        f.run()
+    listed = f.client.get("/deliveries", headers=f.auth)
+    assert listed.status_code == 200
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("exporter")]
+    text = json.dumps(listed.json) + "\n".join(ours)
+    assert listed.json[0]["last_error"]  # the failure is still explained
+    for secret in (HOOK_PATH_KEY, HOOK_QUERY_KEY, "XyZsecretPathKey42"):
+        assert secret not in text
