@@ -137,6 +137,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Stages exported as metric label values; later ones are stored, not exported.",
     ),
     Setting(
+        "max_future_seconds",
+        300,
+        _int(0, 7 * 86_400),
+        "How far in the future an event's finished_at or started_at may be (sender clocks "
+        "run a little ahead); later ones are refused with 422.",
+    ),
+    Setting(
         "metrics_require_token",
         False,
         _bool,
@@ -295,6 +302,7 @@ class Settings:
     default_stage: str = _default("default_stage")
     max_components: int = _default("max_components")
     max_stages: int = _default("max_stages")
+    max_future_seconds: int = _default("max_future_seconds")
     metrics_require_token: bool = _default("metrics_require_token")
     badges_require_token: bool = _default("badges_require_token")
     ui_require_token: bool = _default("ui_require_token")

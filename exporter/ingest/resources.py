@@ -12,7 +12,7 @@ from exporter.ingest.validation import validate_release
 from exporter.web.auth import require
 from exporter.web.body import read_payload
 from exporter.web.errors import ApiError
-from exporter.web.pagination import cursor_arg, exactly, paged, pair, parse_limit
+from exporter.web.pagination import cursor_arg, exactly, number, paged, pair, parse_limit
 from exporter.web.params import CURSOR, declares, limit_param
 from exporter.web.state import get_db, state
 from storage import components, events, releases
@@ -61,7 +61,9 @@ def create_release() -> Any:
 @declares(*RELEASE_LIST_PARAMS)
 def list_releases() -> Any:
     rows, cursor = releases.list_releases(
-        get_db(), limit=parse_limit(RELEASE_LIST_PARAMS[0]), after=cursor_arg(pair(float, str))
+        get_db(),
+        limit=parse_limit(RELEASE_LIST_PARAMS[0]),
+        after=cursor_arg(pair(number, exactly(str))),
     )
     return paged(rows, cursor)
 

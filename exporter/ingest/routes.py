@@ -11,12 +11,12 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 
 from exporter.errors import ValidationError
-from exporter.ingest.validation import parse_timestamp, validate_event
+from exporter.ingest.validation import RANGE_TEXT, parse_timestamp, validate_event
 from exporter.names import RESULT_CLASSES, normalize_slug
 from exporter.web.auth import require
 from exporter.web.body import read_payload
 from exporter.web.errors import ApiError
-from exporter.web.pagination import cursor_arg, paged, pair, parse_limit
+from exporter.web.pagination import cursor_arg, exactly, number, paged, pair, parse_limit
 from exporter.web.params import CURSOR, Param, declares, limit_param
 from exporter.web.state import get_db, settings, state
 from storage import components, events
@@ -128,7 +128,13 @@ def _create(kind: str, raw_slug: str) -> Response:
     slug = slug_or_error(raw_slug)
     payload = read_payload()
     try:
-        event, ignored = validate_event(kind, payload, default_stage=settings().default_stage)
+        s = settings()
+        event, ignored = validate_event(
+            kind,
+            payload,
+            default_stage=s.default_stage,
+            max_future_seconds=s.max_future_seconds,
+        )
     except ValidationError as exc:
         raise ApiError(422, "validation_failed", str(exc), exc.fields) from None
     idem = idempotency_of(kind, slug, payload)
@@ -167,7 +173,10 @@ def _timestamp_arg(name: str, value: str) -> float:
         return parse_timestamp(value).timestamp()
     except ValueError:
         raise ApiError(
-            400, "invalid_parameter", f"{name} must be an ISO 8601 timestamp", {name: value[:64]}
+            400,
+            "invalid_parameter",
+            f"{name} must be an ISO 8601 timestamp {RANGE_TEXT}",
+            {name: value[:64]},
         ) from None
 
 
@@ -177,7 +186,7 @@ def _list(kind: str, raw_slug: str) -> Response:
     if not components.exists(db, slug):
         raise ApiError(404, "not_found", f"no component named {slug!r}")
     limit = parse_limit(LIST_PARAMS[kind][0])
-    after = cursor_arg(pair(float, int))
+    after = cursor_arg(pair(number, exactly(int)))
     rows, cursor = events.list_events(
         db, kind, component=slug, filters=_filters(kind), limit=limit, after=after
     )

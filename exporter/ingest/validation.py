@@ -12,28 +12,51 @@ from exporter.names import STAGE_RE, result_class
 
 MAX_SHORT = 255
 MAX_META_BYTES = 16 * 1024
-FUTURE_TOLERANCE = timedelta(hours=24)
+MAX_META_DEPTH = 32
+DEFAULT_MAX_FUTURE_SECONDS = 300
+# The accepted time range of every timestamp (event fields and list filters), in UTC. Before
+# 1970 no CI/CD event happened and Unix time goes negative; years of 4 digits keep the stored
+# text sortable and within the date-time format; 2999 leaves room for any real date while
+# refusing the year-9999 edge where an offset overflows.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+_LOCAL_EARLIEST = datetime(1969, 12, 30)
+_LOCAL_LATEST = datetime(3000, 1, 2)
+RANGE_TEXT = "between 1970-01-01T00:00:00Z and 2999-12-31T23:59:59Z"
 
 
 def parse_timestamp(value: str) -> datetime:
-    """Parse ISO 8601 (with Z or an offset; naive means UTC) into an aware UTC datetime."""
+    """Parse ISO 8601 (with Z or an offset; naive means UTC) into an aware UTC datetime within
+    EARLIEST..LATEST; ValueError otherwise."""
     text = value.strip()
     if not text or len(text) > 64:
         raise ValueError("not an ISO 8601 timestamp")
     dt = datetime.fromisoformat(text)
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC)
+    # Checked on the local time first: converting year 1 or 9999 with an offset overflows.
+    if not _LOCAL_EARLIEST < dt.replace(tzinfo=None) < _LOCAL_LATEST:
+        raise ValueError(f"must be {RANGE_TEXT}")
+    dt = dt.astimezone(UTC)
+    if not EARLIEST <= dt <= LATEST:
+        raise ValueError(f"must be {RANGE_TEXT}")
+    return dt
 
 
 def _text(
-    fields: dict[str, str], name: str, value: Any, *, required: bool = False, limit: int = MAX_SHORT
+    fields: dict[str, str],
+    name: str,
+    value: Any,
+    *,
+    required: bool = False,
+    limit: int = MAX_SHORT,
+    numbers: bool = True,
 ) -> str | None:
     if value is None or (isinstance(value, str) and value.strip() == ""):
         if required:
             fields[name] = "is required"
         return None
-    if isinstance(value, int) and not isinstance(value, bool):
+    if numbers and isinstance(value, int) and not isinstance(value, bool):
         value = str(value)  # build numbers sent as JSON numbers are common in CI templates
     if not isinstance(value, str):
         fields[name] = f"must be a string, got {type(value).__name__}"
@@ -60,6 +83,21 @@ def _clean(text: str) -> bool:
     return True
 
 
+def _depth(value: Any) -> int:
+    """How deeply a JSON value nests (iterative: a hostile value cannot exhaust the stack)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if depth > MAX_META_DEPTH:
+                return depth
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def _check_json_strings(value: Any) -> bool:
     if isinstance(value, str):
         return _clean(value)
@@ -76,7 +114,12 @@ BUILD_FIELDS = (*COMMON_FIELDS, "url", "code_name", "meta_data")
 
 
 def validate_event(
-    kind: str, data: Mapping[str, Any], *, default_stage: str, now: datetime | None = None
+    kind: str,
+    data: Mapping[str, Any],
+    *,
+    default_stage: str,
+    now: datetime | None = None,
+    max_future_seconds: int = DEFAULT_MAX_FUTURE_SECONDS,
 ) -> tuple[dict[str, Any], list[str]]:
     """Validate a deployment or build payload; return (normalised event, ignored field names)."""
     allowed = DEPLOYMENT_FIELDS if kind == "deployment" else BUILD_FIELDS
@@ -95,7 +138,9 @@ def validate_event(
     else:
         out["url"] = _text(fields, "url", data.get("url"), limit=2048)
     out["meta_data"] = _meta_data(fields, data.get("meta_data"), MAX_META_BYTES)
-    out["started_at"], out["finished_at"] = _times(fields, data, now or datetime.now(UTC))
+    out["started_at"], out["finished_at"] = _times(
+        fields, data, now or datetime.now(UTC), timedelta(seconds=max_future_seconds)
+    )
     if fields:
         raise ValidationError(fields)
     out["result_class"] = result_class(out["result"])
@@ -121,7 +166,9 @@ def _meta_data(fields: dict[str, str], meta: Any, max_bytes: int | None) -> dict
     if not isinstance(meta, dict):
         fields["meta_data"] = f"must be an object, got {type(meta).__name__}"
         return {}
-    if not _check_json_strings(meta):
+    if _depth(meta) > MAX_META_DEPTH:
+        fields["meta_data"] = f"must nest at most {MAX_META_DEPTH} levels deep"
+    elif not _check_json_strings(meta):
         fields["meta_data"] = "must be valid Unicode without NUL characters"
     elif max_bytes is not None and len(json.dumps(meta, ensure_ascii=False).encode()) > max_bytes:
         fields["meta_data"] = f"must be at most {max_bytes} bytes as JSON"
@@ -129,9 +176,11 @@ def _meta_data(fields: dict[str, str], meta: Any, max_bytes: int | None) -> dict
 
 
 def _times(
-    fields: dict[str, str], data: Mapping[str, Any], now: datetime
+    fields: dict[str, str], data: Mapping[str, Any], now: datetime, max_future: timedelta
 ) -> tuple[datetime | None, datetime]:
-    """(started_at, finished_at): finished_at defaults to now; neither in the far future."""
+    """(started_at, finished_at): finished_at defaults to now; neither in the future (a clock
+    a little ahead is tolerated): a future finished_at would pin the "current" version over
+    later real deploys."""
     times: dict[str, datetime | None] = {}
     for name in ("started_at", "finished_at"):
         raw = _text(fields, name, data.get(name), limit=64)
@@ -139,12 +188,20 @@ def _times(
         if raw is not None:
             try:
                 times[name] = parse_timestamp(raw)
-            except ValueError:
-                fields[name] = "must be an ISO 8601 timestamp such as 2018-05-27T13:15:30.311Z"
+            except ValueError as exc:
+                fields[name] = (
+                    f"must be {RANGE_TEXT}"
+                    if "between" in str(exc)
+                    else "must be an ISO 8601 timestamp such as 2018-05-27T13:15:30.311Z"
+                )
     finished = times["finished_at"] or now
     started = times["started_at"]
-    if finished > now + FUTURE_TOLERANCE:
-        fields["finished_at"] = "is more than 24 hours in the future"
+    for name, value in (("finished_at", finished), ("started_at", started)):
+        if value is not None and value > now + max_future and name not in fields:
+            fields[name] = (
+                f"is more than {int(max_future.total_seconds())} seconds in the future "
+                "(check the sender's clock; the limit is the max_future_seconds setting)"
+            )
     if started is not None and started > finished:
         fields["started_at"] = "is after finished_at"
     return started, finished
@@ -153,9 +210,9 @@ def _times(
 def validate_release(data: Mapping[str, Any]) -> dict[str, Any]:
     """Validate a release payload: name (required), description, meta_data."""
     fields: dict[str, str] = {}
-    name = _text(fields, "name", data.get("name"), required=True)
+    name = _text(fields, "name", data.get("name"), required=True, numbers=False)
     description = _text(fields, "description", data.get("description"), limit=4096)
-    meta = _meta_data(fields, data.get("meta_data") or {}, None)
+    meta = _meta_data(fields, data.get("meta_data"), MAX_META_BYTES)
     if fields:
         raise ValidationError(fields)
     return {"name": name, "description": description, "meta_data": meta}

@@ -44,6 +44,8 @@ def _decode(raw: bytes) -> str:
 def _parse_json(raw: bytes) -> dict[str, Any]:
     try:
         data = json.loads(_decode(raw))
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "the JSON body nests too deeply") from None
     except json.JSONDecodeError as exc:
         raise ApiError(
             400,

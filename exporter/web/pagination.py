@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -71,21 +72,39 @@ def cursor_arg(convert: Callable[[Any], C]) -> C | None:
         return None
     try:
         return convert(decode_cursor(text))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, RecursionError):
         raise ApiError(
             400, "invalid_cursor", "the cursor parameter is not one this API issued"
         ) from None
 
 
+INT64 = 2**63 - 1
+
+
 def exactly(kind: type[C]) -> Callable[[Any], C]:
-    """A cursor converter accepting a JSON value of exactly this type (no bool for int)."""
+    """A cursor converter accepting a JSON value of exactly this type (no bool for int), and
+    only what SQLite can compare: a 64-bit integer, a finite float."""
 
     def convert(raw: Any) -> C:
         if type(raw) is not kind:
             raise TypeError(raw)
+        if isinstance(raw, int) and not -INT64 <= raw <= INT64:
+            raise ValueError(raw)
+        if isinstance(raw, float) and not math.isfinite(raw):
+            raise ValueError(raw)
         return raw
 
     return convert
+
+
+def number(raw: Any) -> float:
+    """A timestamp in a cursor: any finite JSON number."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise TypeError(raw)
+    value = float(raw)
+    if not math.isfinite(value):
+        raise ValueError(raw)
+    return value
 
 
 def pair(first: Callable[[Any], Any], second: Callable[[Any], Any]) -> Callable[[Any], Any]:
