@@ -88,7 +88,7 @@ class Worker:
         if self.deliverer is None:
             return
         try:
-            self.deliverer.run(self.store())
+            self.deliverer.dispatch(self.store())
         except Exception:
             log.exception("outbox delivery run failed")
 
@@ -130,7 +130,8 @@ class Worker:
                 "polling %s source %r every %ds", source.kind, source.name, source.interval_seconds
             )
         if self.deliverer is not None:
-            # Runs while deliveries are due (bounded), then every second: a new event waits ~1 s.
+            # Starts each idle target's loop (it runs while deliveries are due, bounded) every
+            # second: a new event waits ~1 s, and a hanging target holds up only itself.
             every(
                 self.deliver,
                 "interval",

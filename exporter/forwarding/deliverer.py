@@ -1,8 +1,8 @@
 """Outbox delivery: the worker's loop over the rows ingest wrote (see routing.py).
 
-The background worker runs `Deliverer.run`: claim due rows under a lease, send each
-target's rows in event order (one thread per target, so a slow target delays only itself),
-then record every outcome in one transaction. Retries use exponential backoff with jitter,
+The background worker calls `Deliverer.dispatch` every second: each target has its own loop on
+its own thread and connection (claim its due rows under a lease, send them in event order,
+record the outcomes in one transaction), so a slow or hanging target delays only itself. Retries use exponential backoff with jitter,
 honour Retry-After, and end after `forward_give_up_hours` in the visible `failed` state.
 """
 
@@ -13,7 +13,8 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 import requests
 
@@ -24,7 +25,7 @@ from exporter.settings import Settings
 from storage import events as events_store
 from storage import outbox
 from storage import releases as releases_store
-from storage.db import Store
+from storage.db import Store, thread_store
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class Deliverer:
         self._pool = ThreadPoolExecutor(
             max_workers=max(1, len(self.targets)), thread_name_prefix="forward"
         )
+        self._loops: dict[str, Future[int]] = {}
         longest = max((t.timeout for t in self.targets.values()), default=15.0)
         # A claimed batch must be finished or released before its lease ends; 2 requests
         # (Sentry) per delivery at most.
@@ -93,8 +95,7 @@ class Deliverer:
         )
         return delay / 2 + self.rand() * delay / 2
 
-    def run(self, db: Store, budget: float = RUN_BUDGET_SECONDS) -> int:
-        """Deliver until nothing is due (or the budget is spent); returns deliveries attempted."""
+    def _start(self, db: Store) -> None:
         if not self.started:
             released = outbox.release_orphans(db)
             if released:
@@ -102,32 +103,50 @@ class Deliverer:
                     "%d deliveries were in flight when the worker stopped; due again", released
                 )
             self.started = True
+
+    def dispatch(self, db: Store, budget: float = RUN_BUDGET_SECONDS) -> None:
+        """Start a delivery loop for every target that has none running, and return at once.
+
+        Each target runs on its own thread with its own connection: a target that hangs (it
+        accepts TCP and never answers) delays only its own deliveries, never another target's,
+        which is what the background worker calls every second.
+        """
+        self._start(db)
+        with self._lock:
+            for name in self.targets:
+                running = self._loops.get(name)
+                if running is None or running.done():
+                    self._loops[name] = self._pool.submit(self._target_loop, name, db.path, budget)
+
+    def run(self, db: Store, budget: float = RUN_BUDGET_SECONDS) -> int:
+        """Deliver until nothing is due (or the budget is spent) and wait for every target;
+        returns deliveries attempted (tests and the CLI; the worker uses dispatch)."""
+        self._start(db)
+        futures = [
+            self._pool.submit(self._target_loop, name, db.path, budget) for name in self.targets
+        ]
+        return sum(f.result() for f in futures)
+
+    def _target_loop(self, name: str, path: Path, budget: float) -> int:
+        db = thread_store(path, synchronous=self.settings.sqlite_synchronous)
         deadline = time.monotonic() + budget
         total = 0
         while True:
-            done = self.run_once(db)
+            done = self._round(db, name)
             total += done
             if done == 0 or time.monotonic() >= deadline:
                 return total
 
-    def run_once(self, db: Store) -> int:
+    def _round(self, db: Store, name: str) -> int:
+        """Claim one batch of `name`'s due rows, send them in order, record the outcomes."""
         now = self.clock()
-        names = [n for n in self.targets if self.blocked_until.get(n, 0.0) <= now]
-        if not names:
+        if self.blocked_until.get(name, 0.0) > now:
             return 0
-        claimed = outbox.claim(db, names, now=now, lease_seconds=self.lease_seconds, limit=BATCH)
+        claimed = outbox.claim(db, [name], now=now, lease_seconds=self.lease_seconds, limit=BATCH)
         if not claimed:
             return 0
-        batches: dict[str, list[tuple[outbox.Delivery, Event | None]]] = {}
-        for d in claimed:
-            batches.setdefault(d.target, []).append((d, load_event(db, d)))
-        futures = [
-            self._pool.submit(self._deliver_batch, self.targets[name], items)
-            for name, items in batches.items()
-        ]
-        results: list[outbox.Result] = []
-        for future in futures:
-            results.extend(future.result())
+        items = [(d, load_event(db, d)) for d in claimed]
+        results = self._deliver_batch(self.targets[name], items)
         outbox.finish(db, results, self.clock())
         return sum(1 for r in results if r.outcome != "released")
 

@@ -3,6 +3,7 @@ its visibility (API, CLI, metrics)."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -406,3 +407,40 @@ def test_housekeeping_prunes_old_delivered_rows_only(
     f.db.conn.commit()
     Worker(f.settings).housekeeping()
     assert sorted(r["event"]["id"] for r in f.deliveries()) == sorted([recent, failed])
+
+
+def test_a_hanging_target_delays_only_itself(
+    httpserver: HTTPServer, forwarding: Make, tmp_path: Path
+) -> None:
+    """Issue 17, item 6: a target that accepts TCP and never answers held every other target's
+    deliveries for its whole timeout, each worker round. Each target now has its own loop: the
+    worker's delivery job returns at once and the good target delivers while the other hangs."""
+    hang = socket.socket()
+    hang.bind(("127.0.0.1", 0))
+    hang.listen(16)  # accepts connections (the kernel does), never reads nor answers
+    port = hang.getsockname()[1]
+    httpserver.expect_request("/good", method="POST").respond_with_data("", status=200)
+    toml = hooks(httpserver, "good") + (
+        f'[[forward.webhook]]\nname = "stuck"\nurl = "http://127.0.0.1:{port}/hook"\n'
+        'secret_env = "WEBHOOK_SECRET"\ntimeout = "8s"\n'
+    )
+    f = forwarding(toml, ENV)
+    f.deploy()
+    worker = Worker(f.settings)
+    assert worker.deliverer is not None
+    try:
+        started = time.monotonic()
+        worker.deliver()
+        assert time.monotonic() - started < 1.0  # the job does not wait for any target
+        status: dict[str, str] = {}
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            status = {r["target"]: r["status"] for r in f.deliveries()}
+            if status.get("good") == "delivered":
+                break
+            time.sleep(0.05)
+        assert status == {"good": "delivered", "stuck": "delivering"}
+        assert time.monotonic() - started < 3.0  # well inside the stuck target's 8 s timeout
+    finally:
+        hang.close()
+        worker.deliverer.close()
