@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from exporter.settings import SETTINGS, Settings
 from exporter.worker import run_worker
 from storage import components as components_store
 from storage import outbox, tokens
-from storage.db import StorageError, Store, open_db
+from storage.db import StorageError, Store, check_files, integrity_problem, open_db
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +89,25 @@ def server_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return db_option(config_option(f))
 
 
-def open_store(settings: Settings) -> Store:
+def open_store(settings: Settings, *, check: bool = False) -> Store:
+    """The migrated store; with `check` (a daemon starting), refuse a database whose -wal was
+    deleted after a crash or that fails SQLite's quick_check, with one line saying so."""
     try:
-        return open_db(settings.db, synchronous=settings.sqlite_synchronous, migrate=True)
+        if check:
+            check_files(settings.db)
+        store = open_db(settings.db, synchronous=settings.sqlite_synchronous, migrate=True)
+    except sqlite3.DatabaseError as exc:
+        _fail(f"db: {settings.db} cannot be opened: {exc} (restore a backup)")
     except (StorageError, OSError) as exc:
         _fail(f"db: {exc}")
+    problem = integrity_problem(store) if check else None
+    if problem is not None:
+        store.close()
+        _fail(
+            f"db: {settings.db} failed SQLite's integrity check (PRAGMA quick_check): "
+            f"{problem[:300]} (restore a backup, or try `sqlite3 {settings.db} .recover`)"
+        )
+    return store
 
 
 def store_of(config: str | None, db: str | None) -> Store:
@@ -113,17 +128,22 @@ def serve(config: str | None, db: str | None, **opts: Any) -> None:
     """Run the whole daemon: the HTTP server and the one background worker."""
     settings = load_settings(config, db=db, **opts)
     setup_logging(settings.log_level)
-    open_store(settings).close()
+    open_store(settings, check=True).close()
     sys.exit(serve_all(settings))
+
+
+# `serve` checks the file once before starting its children, which skip the check.
+_started_by_serve = click.option("--started-by-serve", is_flag=True, hidden=True)
 
 
 @main.command()
 @server_options
-def web(config: str | None, db: str | None, **opts: Any) -> None:
+@_started_by_serve
+def web(config: str | None, db: str | None, started_by_serve: bool, **opts: Any) -> None:
     """Run only the HTTP server (for split deployments; run `releasebits worker` beside it)."""
     settings = load_settings(config, db=db, **opts)
     setup_logging(settings.log_level)
-    store = open_store(settings)
+    store = open_store(settings, check=not started_by_serve)
     if tokens.count_live(store) == 0:
         log.warning(
             "no API tokens exist yet: writes will be refused until you create one with "
@@ -137,11 +157,14 @@ def web(config: str | None, db: str | None, **opts: Any) -> None:
 @main.command()
 @store_options
 @click.option("--log-level", default=None, help=_settings_help("log_level"))
-def worker(config: str | None, db: str | None, log_level: str | None) -> None:
+@_started_by_serve
+def worker(
+    config: str | None, db: str | None, log_level: str | None, started_by_serve: bool
+) -> None:
     """Run only the background worker (pollers and outbox delivery)."""
     settings = load_settings(config, db=db, log_level=log_level)
     setup_logging(settings.log_level)
-    open_store(settings).close()
+    open_store(settings, check=not started_by_serve).close()
     sys.exit(run_worker(settings))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import time
 from typing import Any
@@ -35,12 +36,25 @@ def healthz() -> Any:
         beat = heartbeat.last_beat(db)
     except (sqlite3.Error, StorageError) as exc:
         log.error("health check: database unreadable: %s", exc)
-        resp = jsonify({"status": "error", "version": __version__, "database": "unavailable"})
-        resp.status_code = 503
-        return resp
+        return _unhealthy({"database": "unavailable"})
+    try:
+        heartbeat.probe_write(db, os.getpid())
+    except (sqlite3.Error, StorageError) as exc:
+        db.rollback()
+        log.error("health check: nothing can be written: %s", exc)
+        return _unhealthy({"database": "read-only"})  # disk full, read-only file, locked
     body["database"] = "ok"
-    body["worker"] = {"last_heartbeat": beat, "alive": worker_alive(beat, s, time.time())}
+    alive = worker_alive(beat, s, time.time())
+    body["worker"] = {"last_heartbeat": beat, "alive": alive}
+    if not alive:  # no heartbeat: nothing polls and nothing is forwarded
+        return _unhealthy({"database": "ok", "worker": body["worker"]})
     return jsonify(body)
+
+
+def _unhealthy(details: dict[str, Any]) -> Response:
+    resp = jsonify({"status": "error", "version": __version__, **details})
+    resp.status_code = 503
+    return resp
 
 
 @bp.get("/openapi.json")

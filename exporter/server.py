@@ -117,7 +117,7 @@ def _child_env(settings: Settings) -> dict[str, str]:
 
 def _spawn(role: str, settings: Settings) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "exporter", role],
+        [sys.executable, "-m", "exporter", role, "--started-by-serve"],
         env=_child_env(settings),
         preexec_fn=_die_with_parent,
     )

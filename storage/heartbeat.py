@@ -25,3 +25,15 @@ def last_beat(store: Store) -> float | None:
 def database_readable(store: Store) -> None:
     """Raise (sqlite3.Error or StorageError) unless the schema can be read."""
     store.execute("SELECT 1 FROM components LIMIT 1").fetchall()
+
+
+def probe_write(store: Store, pid: int) -> None:
+    """Raise (sqlite3.Error or StorageError) unless a small write commits: a full disk, a
+    read-only file or a lock held too long all fail here."""
+    with store.transaction():
+        store.execute(
+            "INSERT INTO worker_state (name, value, updated_at) VALUES ('web_probe', ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = excluded.value, "
+            "updated_at = excluded.updated_at",
+            [str(pid), time.time()],
+        )

@@ -69,11 +69,12 @@ def install(app: Flask, max_body_bytes: int) -> None:
             resp.headers["Allow"] = err.get_response().headers["Allow"]
         return resp
 
-    @app.errorhandler(sqlite3.OperationalError)
+    @app.errorhandler(sqlite3.DatabaseError)
     @app.errorhandler(StorageError)
     def _storage_error(err: Exception) -> Response:
-        # Locked for longer than busy_timeout, disk full, unreadable file: nothing was committed,
-        # so the client must retry; 503 says exactly that.
+        # Locked for longer than busy_timeout, disk full, read-only or corrupted file ("database
+        # disk image is malformed"): nothing was committed, so the client must retry (or an
+        # operator act); 503 says exactly that, and /healthz turns unhealthy.
         log.error("storage error on %s %s: %s", request.method, request.path, err)
         resp = error_response(
             ApiError(503, "storage_unavailable", "the database is busy or unavailable; retry")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from storage import tokens
+from storage import heartbeat, tokens
 
 # The reference's JSON example, byte for byte: curl -d sends it labelled as a form body.
 REFERENCE_JSON_BODY = """ {
@@ -566,8 +566,12 @@ def test_landing_page_links_everything(app: Any, client: Any) -> None:
     assert "/badges/components/SLUG/KIND.svg" in page
 
 
-def test_healthz(client: Any) -> None:
+def test_healthz(client: Any, db: Any) -> None:
+    resp = client.get("/healthz")
+    assert resp.status_code == 503  # no worker runs under the test client: unhealthy
+    assert resp.json["database"] == "ok"
+    assert resp.json["worker"]["alive"] is False
+    heartbeat.beat(db, 1234)
     resp = client.get("/healthz")
     assert resp.status_code == 200
-    assert resp.json["database"] == "ok"
-    assert resp.json["worker"]["alive"] is False  # no worker runs under the test client
+    assert resp.json["status"] == "ok" and resp.json["worker"]["alive"] is True
