@@ -6,6 +6,7 @@ import logging
 import os
 import sqlite3
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, NoReturn
@@ -100,7 +101,11 @@ def open_store(settings: Settings, *, check: bool = False) -> Store:
         _fail(f"db: {settings.db} cannot be opened: {exc} (restore a backup)")
     except (StorageError, OSError) as exc:
         _fail(f"db: {exc}")
-    problem = integrity_problem(store) if check else None
+    problem = None
+    if check:
+        started = time.monotonic()
+        problem = integrity_problem(store)
+        log.info("database integrity check took %.1f s", time.monotonic() - started)
     if problem is not None:
         store.close()
         _fail(
