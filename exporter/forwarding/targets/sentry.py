@@ -23,6 +23,26 @@ from exporter.http import sentry_api_root
 from exporter.settings import Table
 
 NAME_MAX = 64  # Sentry's limit on deploy names and environments
+# Release versions Sentry refuses (sentry.constants BAD_RELEASE_CHARS and MAX_VERSION_LENGTH,
+# Release.is_valid_version); control characters are refused here too. Sending '.' or '..'
+# would also resolve as a dot segment once in the URL path, and POST with the token elsewhere.
+VERSION_MAX = 200
+_BAD_VERSION_CHARS = set("/\\") | {chr(c) for c in range(32)} | {"\x7f"}
+_RESERVED_VERSIONS = {".", "..", "latest"}
+
+
+def version_problem(version: str) -> str | None:
+    """Why Sentry would refuse this release version, or None."""
+    stripped = version.strip()
+    if not stripped:
+        return "is empty"
+    if stripped in _RESERVED_VERSIONS or stripped.lower() == "latest":
+        return f"{stripped!r} is reserved"
+    if any(c in _BAD_VERSION_CHARS for c in version):
+        return "contains '/', '\\' or a control character"
+    if len(version) > VERSION_MAX:
+        return f"is longer than {VERSION_MAX} characters"
+    return None
 
 
 @dataclass(frozen=True)
@@ -73,6 +93,13 @@ class SentryTarget(DeploymentTarget):
         component = event.component or ""
         project = self.project_of(component)
         version = self.release_name(component, str(data["version"]))
+        problem = version_problem(version)
+        if problem is not None:
+            raise ForwardError(
+                f"Sentry refuses the release version {version[:80]!r}: it {problem} "
+                "(change the version or the release template)",
+                retryable=False,
+            )
         base = f"{self.base_url}/api/0/organizations/{quote(self.organization, safe='')}"
         headers = {
             "Authorization": f"Bearer {self.token}",

@@ -600,6 +600,27 @@ def test_bugsnag_build_host_follows_the_api_key(tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.parametrize(
+    "version", [".", "..", "latest", "Latest", "a/b", "a\\b", "1.0\x01", "v" * 201]
+)
+def test_sentry_release_names_sentry_refuses_fail_for_good_unsent(
+    httpserver: HTTPServer, forwarding: Make, version: str
+) -> None:
+    """Issue 17, item 8: '..' went out as a dot segment (POST .../deploys/ of the organization,
+    with the token). Versions Sentry refuses anyway fail permanently before anything is sent."""
+    f = forwarding(
+        f'[[forward.sentry]]\nbase_url = "{httpserver.url_for("/")}"\norganization = "acme"\n'
+        'token_env = "SENTRY_RELEASE_TOKEN"\nproject = "backend"\n',
+        {"SENTRY_RELEASE_TOKEN": SENTRY_TOKEN},
+    )
+    f.deploy(**{**DEPLOY, "version": version})
+    f.run()
+    row = f.only()
+    assert (row["status"], row["attempts"]) == ("failed", 1), row
+    assert "Sentry refuses the release version" in row["last_error"]
+    assert httpserver.log == []  # nothing reached Sentry
+
+
 # --- Secrets in configured URLs (issue 17, item 4) -----------------------------------------
 
 HOOK_PATH_KEY = "T0001/B0002/XyZsecretPathKey42"
