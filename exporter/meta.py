@@ -8,7 +8,7 @@ import sqlite3
 import time
 from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify
 
 from exporter import __version__
 from exporter.openapi import openapi_document

@@ -8,7 +8,7 @@ import json
 import math
 from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from flask import Response, jsonify, request
 
@@ -53,12 +53,15 @@ def parse_limit(param: Param) -> int:
 
 
 def link_next(cursor: str) -> str:
-    """A Link header for the next page: same path and filters, new cursor, never the token."""
+    """A Link header for the next page: same path and filters, new cursor, never the token.
+
+    The target is relative (RFC 8288 resolves it against the request URL): building it from
+    the Host header let any client make the API hand out links to a host of its choosing."""
     params = [
         (k, v) for k, v in request.args.items(multi=True) if k not in {"cursor", "access_token"}
     ]
     params.append(("cursor", cursor))
-    return f'<{request.base_url}?{urlencode(params)}>; rel="next"'
+    return f'<{quote(request.script_root + request.path)}?{urlencode(params)}>; rel="next"'
 
 
 def cursor_arg(convert: Callable[[Any], C]) -> C | None:

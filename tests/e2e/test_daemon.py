@@ -6,6 +6,7 @@ import re
 import threading
 import time
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
 import requests
@@ -23,7 +24,7 @@ def _all_ids(daemon: Daemon, token: str, slug: str) -> set[str]:
         assert resp.status_code == 200
         ids.update(row["id"] for row in resp.json())
         match = re.match(r'<([^>]+)>; rel="next"', resp.headers.get("Link", ""))
-        url = match.group(1) if match else None
+        url = urljoin(url, match.group(1)) if match else None
     return ids
 
 

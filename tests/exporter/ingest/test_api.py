@@ -575,3 +575,17 @@ def test_healthz(client: Any, db: Any) -> None:
     resp = client.get("/healthz")
     assert resp.status_code == 200
     assert resp.json["status"] == "ok" and resp.json["worker"]["alive"] is True
+
+
+def test_no_link_or_page_trusts_the_host_header(client: Any, auth: dict[str, str]) -> None:
+    """Issue 17, item 9: a forged Host made the next-page Link and the landing page point at
+    the attacker's host. Links are relative now."""
+    evil = {"Host": "evil.example"}
+    for n in range(3):
+        post(client, auth, version=f"v{n}")
+    resp = client.get("/components/checkout/deployments?limit=1", headers={**auth, **evil})
+    link = resp.headers["Link"]
+    assert link.startswith("</components/checkout/deployments?"), link
+    assert "evil" not in link
+    page = client.get("/", headers=evil).get_data(as_text=True)
+    assert "evil" not in page
