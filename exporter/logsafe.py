@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -53,3 +56,25 @@ def install(handlers: list[logging.Handler]) -> None:
     for handler in handlers:
         if not any(isinstance(f, EscapeControl) for f in handler.filters):
             handler.addFilter(EscapeControl())
+
+
+class Throttle:
+    """At most one log line per `interval` seconds for a recurring condition; says how many
+    were held back (a flood of new components past max_components logged one line each)."""
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic):
+        self.interval = interval
+        self.clock = clock
+        self._last: float | None = None
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def allow(self) -> int | None:
+        """None when this occurrence is held back; else how many were since the last line."""
+        with self._lock:
+            now = self.clock()
+            if self._last is not None and now - self._last < self.interval:
+                self._held += 1
+                return None
+            held, self._held, self._last = self._held, 0, now
+            return held

@@ -10,6 +10,14 @@ import re
 from exporter.errors import ValidationError
 
 SLUG_RE = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?")
+# What a slug may look like as sent (in a path): the stored form plus capitals, spaces and
+# underscores, which normalize_slug turns into it. The OpenAPI document publishes this pattern.
+SLUG_INPUT_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9._ -]{0,62}[A-Za-z0-9])?$"
+SLUG_INPUT_RE = re.compile(SLUG_INPUT_PATTERN)
+SLUG_RULE = (
+    "component slug must be 1-64 characters of a-z, 0-9, '.', '-' starting and ending with a "
+    "letter or digit (capitals, spaces and '_' are accepted and normalised)"
+)
 STAGE_RE = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,62})?")
 RESULT_CLASSES = ("success", "failure", "error", "cancelled", "other")
 
@@ -67,13 +75,7 @@ def normalize_slug(raw: str) -> str:
     """Lower-case a component slug and turn spaces/underscores into dashes, or raise."""
     slug = re.sub(r"[\s_]+", "-", raw.strip().lower())
     if not SLUG_RE.fullmatch(slug):
-        raise ValidationError(
-            {
-                "slug": "component slug must be 1-64 characters of a-z, 0-9, '.', '-' "
-                "starting and ending with a letter or digit"
-            },
-            f"invalid component slug {raw[:80]!r}",
-        )
+        raise ValidationError({"slug": SLUG_RULE}, f"invalid component slug {raw[:80]!r}")
     return slug
 
 

@@ -16,7 +16,7 @@ from exporter.forwarding.routes import LIST_PARAMS as DELIVERY_LIST_PARAMS
 from exporter.forwarding.targets.base import EVENT_TYPES
 from exporter.ingest.resources import COMPONENT_LIST_PARAMS, RELEASE_LIST_PARAMS
 from exporter.ingest.routes import LIST_PARAMS
-from exporter.names import RESULT_CLASSES
+from exporter.names import RESULT_CLASSES, SLUG_INPUT_PATTERN
 from exporter.receivers.routes import RECEIVER_KINDS
 from exporter.ui import params as ui_params
 from exporter.web.params import Param
@@ -60,7 +60,13 @@ _NULL_TS = {"type": ["string", "null"], "format": "date-time"}
 
 def _event_input(kind: str) -> dict[str, Any]:
     props: dict[str, Any] = {
-        "version": {**_STR, "description": "The version, e.g. v1.2.3.", "maxLength": 255},
+        "version": {
+            **_STR,
+            "description": "The version, e.g. v1.2.3 (surrounding spaces are removed).",
+            "minLength": 1,
+            "maxLength": 255,
+            "pattern": "\\S",
+        },
         "result": {
             **_STR,
             "description": "Result, e.g. success, failed, cancelled. Mapped onto the metric "
@@ -123,7 +129,7 @@ def _path(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": _STR}
 
 
-_SLUG = _path("slug")
+_SLUG = {**_path("slug"), "schema": {**_STR, "pattern": SLUG_INPUT_PATTERN}}
 _LINK = {"Link": {"description": 'Next page: <url>; rel="next"', "schema": _STR}}
 
 

@@ -366,17 +366,25 @@ class Table:
             raise ConfigError(f"{self.name(key)}: expected a list of strings, got {value!r}")
         return tuple(str(v).strip() for v in value)
 
-    def url(self, key: str, default: str) -> str:
+    def url(self, key: str, default: str, *, userinfo: bool = False) -> str:
+        """An http(s) URL without a trailing slash. `user:password@` is refused unless the
+        caller sends it (a webhook): requests would send it as Basic auth in place of the
+        token header the poller or target sets."""
         value = self.text(key, default).rstrip("/")
         parts = urlsplit(value)
         if parts.scheme not in {"http", "https"} or not parts.netloc:
             raise ConfigError(f"{self.name(key)}: expected an http(s) URL, got {value!r}")
+        if not userinfo and "@" in parts.netloc:
+            raise ConfigError(
+                f"{self.name(key)}: remove the user:password@ part; the credentials come from "
+                "the *_env setting"
+            )
         return value
 
     def exact_url(self, key: str) -> str:
         """A required http(s) URL, exactly as written (a webhook path may end in a slash)."""
         text = self.text(key)
-        self.url(key, text)  # validates scheme and host
+        self.url(key, text, userinfo=True)  # validates scheme and host
         return text
 
     def optional_int(self, key: str) -> int | None:

@@ -12,10 +12,12 @@ import json
 from collections.abc import Callable
 
 from flask import Blueprint, Response, request
+from werkzeug.exceptions import HTTPException
 
 from exporter.badges import model as badges
 from exporter.badges.svg import etag_of, render_svg
 from exporter.web.auth import check_scope
+from exporter.web.errors import error_response, no_such_endpoint
 from exporter.web.params import Param, declares, enum
 from exporter.web.state import get_db, settings
 
@@ -64,7 +66,11 @@ def _answer(badge: badges.Badge, fmt: str, status: int = 200) -> Response:
 # The look parameters (shields.io's), and each badge family's own, declared for the OpenAPI
 # document.
 LOOK = (
-    Param("style", enum(*badges.STYLES), "shields.io style; anything else draws flat."),
+    # Not an enum: like shields.io, any other value draws flat (a badge never errors on looks).
+    Param(
+        "style",
+        description="shields.io style: " + ", ".join(badges.STYLES) + "; anything else draws flat.",
+    ),
     Param("label", description="Replaces the left text."),
     Param("color", description="A shields.io colour name or hex (ff69b4); invalid ones ignored."),
     Param("labelColor", description="Colour of the label."),
@@ -96,7 +102,10 @@ def _register(
             query = badges.Query(get_db(), settings(), request.args)
             return _answer(badge_of(query, name, kind), fmt)
 
-        bp.add_url_rule(f"{path}/<kind>.{fmt}", f"{family}_{fmt}", view, methods=["GET"])
+        # merge_slashes off: '//' answers the grey 404 badge, not a 308 redirect.
+        bp.add_url_rule(
+            f"{path}/<kind>.{fmt}", f"{family}_{fmt}", view, methods=["GET"], merge_slashes=False
+        )
 
 
 _register(
@@ -113,3 +122,15 @@ _register(
     badges.release_badge,
     RELEASE_PARAMS,
 )
+
+
+@bp.app_errorhandler(404)
+def no_such_badge(err: HTTPException) -> Response:
+    """A badge path that names no badge (a typo, a missing kind, an extra segment) is still a
+    grey badge, so a README shows what is wrong instead of a broken image; any other 404 keeps
+    the API's JSON error."""
+    if not request.path.startswith("/badges/"):
+        return error_response(no_such_endpoint())
+    _guard()
+    fmt = "json" if request.path.endswith(".json") else "svg"
+    return _answer(badges.not_found("badge"), fmt, 404)

@@ -12,7 +12,7 @@ from flask import Blueprint, Response, g, jsonify, request
 
 from exporter.errors import ValidationError
 from exporter.ingest.validation import RANGE_TEXT, parse_timestamp, validate_event
-from exporter.names import RESULT_CLASSES, normalize_slug
+from exporter.names import RESULT_CLASSES, SLUG_INPUT_RE, SLUG_RULE, normalize_slug
 from exporter.web.auth import require
 from exporter.web.body import read_payload
 from exporter.web.errors import ApiError
@@ -50,7 +50,10 @@ LIST_PARAMS = {
 
 
 def slug_or_error(raw: str) -> str:
+    """The stored slug of a path's slug, or 400: the path must match the documented pattern."""
     try:
+        if not SLUG_INPUT_RE.fullmatch(raw):
+            raise ValidationError({"slug": SLUG_RULE}, f"invalid component slug {raw[:80]!r}")
         return normalize_slug(raw)
     except ValidationError as exc:
         raise ApiError(400, "invalid_slug", str(exc), exc.fields) from None
@@ -114,12 +117,15 @@ def record(
         )
     if outcome.created:
         if outcome.component_created and "component" in outcome.overflow:
-            log.warning(
-                "component %r is past max_components=%d: its events are stored but not "
-                "exported as metrics (see releasebits_series_limit_exceeded_events_total)",
-                slug,
-                s.max_components,
-            )
+            held = state().overflow_warning.allow()
+            if held is not None:
+                log.warning(
+                    "component %r is past max_components=%d: its events are stored but not "
+                    "exported as metrics (see releasebits_series_limit_exceeded_events_total)%s",
+                    slug,
+                    s.max_components,
+                    f"; {held} more such components since the last warning" if held else "",
+                )
         log.info("stored %s %s for %s version=%s", kind, body["id"], slug, event["version"])
     return outcome
 

@@ -49,6 +49,10 @@ def error_response(err: ApiError) -> Response:
     return resp
 
 
+def no_such_endpoint() -> ApiError:
+    return ApiError(404, "not_found", f"no such endpoint: {request.method} {request.path[:200]}")
+
+
 def install(app: Flask, max_body_bytes: int) -> None:
     """Every failure answers the JSON error shape; nothing answers an HTML error page."""
 
@@ -63,7 +67,7 @@ def install(app: Flask, max_body_bytes: int) -> None:
         if status == 413:
             message = f"the request body is larger than {max_body_bytes} bytes"
         elif status == 404:
-            message = f"no such endpoint: {request.method} {request.path[:200]}"
+            message = no_such_endpoint().message
         resp = error_response(ApiError(status, _HTTP_CODES.get(status, "http_error"), message))
         if status == 405 and err.get_response().headers.get("Allow"):
             resp.headers["Allow"] = err.get_response().headers["Allow"]

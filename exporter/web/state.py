@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 from flask import current_app, g
 from prometheus_client import CollectorRegistry
 
+from exporter.logsafe import Throttle
 from exporter.settings import Settings
 from storage.db import Store, thread_store
 from storage.outbox import Router
@@ -20,6 +21,8 @@ class AppState:
     settings: Settings
     registry: CollectorRegistry
     router: Router | None  # which forwarding targets want an event; None: no targets
+    # One "past max_components" warning a minute, not one per new component.
+    overflow_warning: Throttle = field(default_factory=lambda: Throttle(60.0))
 
 
 def state() -> AppState:

@@ -172,3 +172,20 @@ def test_bad_sources_are_one_line_errors(tmp_path: Path, edit: Any, needle: str)
         load_settings(cfg, env)
     assert needle in str(info.value)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        '[[sentry]]\norganization = "acme"\ntoken_env = "SENTRY_TOKEN"\n'
+        'base_url = "https://user:pw@sentry.example.com"\n',
+        '[[bugsnag]]\ntoken_env = "BUGSNAG_TOKEN"\nprojects = ["p"]\n'
+        'base_url = "https://user:pw@api.bugsnag.com"\n',
+    ],
+)
+def test_userinfo_in_a_poller_base_url_is_refused(tmp_path: Path, table: str) -> None:
+    """Issue 17, item 10: requests sent `user:pw@` as Basic auth instead of the token."""
+    cfg = tmp_path / "rb.toml"
+    cfg.write_text(table)
+    with pytest.raises(ConfigError, match=r"base_url: remove the user:password@ part"):
+        load_settings(cfg, ENV)

@@ -64,7 +64,6 @@ def _enums(doc: Any) -> list[list[Any]]:
     [
         RESULT_CLASSES,
         STATUSES,
-        badges.STYLES,
         badges.COMPONENT_KINDS,
         badges.RELEASE_KINDS,
         tuple(badges.PERIODS),
@@ -73,3 +72,35 @@ def _enums(doc: Any) -> list[list[Any]]:
 def test_every_enum_the_server_knows_is_in_the_document(client: Any, values: Any) -> None:
     doc = client.get("/openapi.json").json
     assert list(values) in _enums(doc)
+
+
+def test_badge_styles_are_documented_without_an_enum(client: Any) -> None:
+    """Any style draws (flat when unknown, as shields.io does), so the document lists the
+    styles in words and forbids nothing the server accepts (issue 17, item 10: style=null)."""
+    doc = client.get("/openapi.json").json
+    params = doc["paths"]["/badges/components/{slug}/{kind}.svg"]["get"]["parameters"]
+    style = next(p for p in params if p["name"] == "style")
+    assert "enum" not in style["schema"]
+    assert all(s in style["description"] for s in badges.STYLES)
+    assert client.get("/badges/components/x/version.svg?style=null").status_code == 200
+
+
+def test_document_and_server_agree_on_slugs_versions_and_limits(
+    client: Any, auth: dict[str, str]
+) -> None:
+    """Item 10: the document had no slug pattern and no version minLength; the server now
+    refuses what the document forbids, and the document allows what the server accepts."""
+    doc = client.get("/openapi.json").json
+    item = doc["paths"]["/components/{slug}/deployments"]
+    slug = next(p for p in item["parameters"] if p["name"] == "slug")
+    pattern = re.compile(slug["schema"]["pattern"])
+    version = doc["components"]["schemas"]["DeploymentInput"]["properties"]["version"]
+    assert version["minLength"] == 1
+    limit = next(p for p in item["get"]["parameters"] if p["name"] == "limit")
+    assert limit["schema"]["minimum"] == 1
+    for raw, accepted in [("Billing API", True), ("a_b", True), (" a", False), ("-a", False)]:
+        assert bool(pattern.fullmatch(raw)) is accepted
+        resp = client.post(f"/components/{raw}/deployments", json={"version": "1"}, headers=auth)
+        assert (resp.status_code == 201) is accepted, (raw, resp.json)
+    resp = client.get("/components/checkout/deployments?limit=0", headers=auth)
+    assert resp.status_code in (400, 404)

@@ -524,3 +524,31 @@ def test_openapi_documents_the_badges(client: Any) -> None:
     ):
         media = "image/svg+xml" if path.endswith(".svg") else "application/json"
         assert media in paths[path]["get"]["responses"]["200"]["content"], path
+
+
+@pytest.mark.parametrize(
+    ("path", "fmt"),
+    [
+        ("/badges/components/checkout/version", "svg"),
+        ("/badges/components/checkout/extra/version.svg", "svg"),
+        ("/badges/components/checkout/version.svg/", "svg"),
+        ("/badges/components/checkout/extra/version.json", "json"),
+        ("/badges/nothing", "svg"),
+        ("/badges/", "svg"),
+        ("/badges/components//version.svg", "svg"),
+    ],
+)
+def test_badge_paths_naming_no_badge_answer_a_grey_badge(client: Any, path: str, fmt: str) -> None:
+    """Issue 17, item 10: these answered a JSON 404 or a 308 redirect."""
+    resp = client.get(path)
+    assert resp.status_code == 404
+    if fmt == "svg":
+        assert resp.content_type.startswith("image/svg+xml")
+        assert b"not found" in resp.data
+    else:
+        assert resp.json["message"] == "not found" and resp.json["isError"] is True
+
+
+def test_other_404s_keep_the_json_error(client: Any) -> None:
+    resp = client.get("/no/such/thing")
+    assert resp.status_code == 404 and resp.json["error"]["code"] == "not_found"

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from exporter.app import create_app
+
 
 def _cursor(value: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
@@ -93,8 +95,6 @@ def test_events_in_the_future_are_refused_past_max_future_seconds(
 
 
 def test_max_future_seconds_is_a_setting(settings: Any, db: Any, auth: dict[str, str]) -> None:
-    from exporter.app import create_app
-
     app = create_app(settings.replace(max_future_seconds=0), process_metrics=False)
     ahead = (datetime.now(UTC) + timedelta(seconds=30)).isoformat()
     resp = app.test_client().post(
@@ -156,3 +156,16 @@ def test_release_name_must_be_a_string_as_the_document_says(
     """Item 10: the OpenAPI document types `name` as a string; the server took an integer."""
     resp = client.post("/releases", json={"name": 12345}, headers=auth)
     assert "must be a string" in _error(resp, 422)["fields"]["name"]
+
+
+def test_components_past_max_components_warn_once_a_minute(
+    settings: Any, db: Any, auth: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Item 10: 5,000 posts to new components logged 4,518 WARNING lines."""
+    client = create_app(settings.replace(max_components=2), process_metrics=False).test_client()
+    with caplog.at_level("WARNING", logger="exporter.ingest.routes"):
+        for n in range(40):
+            resp = client.post(f"/components/c{n}/deployments", json={"version": "1"}, headers=auth)
+            assert resp.status_code == 201
+    warnings = [r for r in caplog.records if "past max_components" in r.getMessage()]
+    assert len(warnings) == 1
