@@ -80,6 +80,7 @@ class JsonClient:
     rate_limit_wait: Callable[[requests.Response], float | None]
     sleep: Sleep = time.sleep
     auth_hint: str = ""
+    forbidden_hint: str | None = None  # replaces auth_hint on a 403 when set
     request_count: int = 0
 
     def get(self, url: str, params: Params | None = None, *, not_found: str) -> requests.Response:
@@ -115,7 +116,8 @@ class JsonClient:
         status = response.status_code
         if status in (401, 403):
             raise self._error(
-                f"{self.service} rejected the auth token (HTTP {status}){self.auth_hint}",
+                f"{self.service} rejected the auth token (HTTP {status})"
+                f"{self.forbidden_hint if status == 403 and self.forbidden_hint else self.auth_hint}",
                 response,
             )
         if status == 404:

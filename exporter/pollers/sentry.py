@@ -32,7 +32,13 @@ TOTALS_FIELDS: tuple[str, ...] = (
     "crash_free_rate(user)",
 )
 STATUS_FIELDS: tuple[str, ...] = ("sum(session)",)
-MAX_PAGES = 50  # of up to 5000 groups each; a guard against a cursor that never ends
+MAX_PAGES = 50  # a guard against a cursor that never ends
+# Sentry answers at most this many data points (groups x time buckets): without per_page it
+# silently returns floor(10000 / buckets) groups with a next link saying results="false"
+# (getsentry/sentry#48692), and a per_page whose points exceed it is a 400 ("too granular").
+MAX_POINTS = 10_000
+DAILY_FROM_SECONDS = 2 * 86400  # windows of 2 days or more use daily buckets
+ORG_TOKEN_PREFIX = "sntrys_"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,6 +53,15 @@ class SentrySource:
     environments: tuple[str, ...] = ()  # empty means every environment
     window: str = "24h"  # statsPeriod
     interval: str = "1h"  # must divide one day; the API floors the window start to it
+
+    @property
+    def per_page(self) -> int:
+        """Groups per page: as many as Sentry's data-point limit allows for this window, with
+        one bucket to spare for the window's start being floored to the interval."""
+        buckets = math.ceil(
+            parse_duration("window", self.window) / parse_duration("interval", self.interval)
+        )
+        return max(1, MAX_POINTS // (buckets + 1) - 1)
 
     @property
     def sessions_url(self) -> str:
@@ -103,6 +118,7 @@ def query_params(source: SentrySource, *, by_status: bool) -> list[tuple[str, st
         ("statsPeriod", source.window),
         ("interval", source.interval),
         ("includeSeries", "0"),
+        ("per_page", str(source.per_page)),
     ]
 
 
@@ -122,6 +138,12 @@ def fetch_sessions(
         rate_limit_wait=_reset_wait(now),
         sleep=sleep,
         auth_hint="; check that it is valid and has the org:read scope",
+        forbidden_hint=(
+            ": organization auth tokens (sntrys_...) cannot read session data; use a personal "
+            "or internal-integration token with the org:read scope"
+            if source.token.startswith(ORG_TOKEN_PREFIX)
+            else None
+        ),
     )
     url = source.sessions_url
     not_found = f"unknown organization {source.organization!r} at {source.base_url}"
@@ -300,8 +322,9 @@ def from_table(t: Table, name: str, environ: Mapping[str, str]) -> SentrySource:
         raise ConfigError(
             f"{t.name('window')}: expected a period such as 24h or 14d, got {window!r}"
         )
-    # Sentry refuses more than 1000 buckets (MAX_POINTS); includeSeries=0 makes the bucket
-    # size otherwise irrelevant, so long windows use daily buckets.
+    # Fewer buckets leave room for more groups per page (MAX_POINTS / buckets) and Sentry
+    # refuses more than 1000 buckets; includeSeries=0 makes the bucket size otherwise
+    # irrelevant, so windows of 2 days or more use daily buckets.
     window_seconds = parse_duration(t.name("window"), window)
     if window_seconds > 999 * 86400:
         raise ConfigError(f"{t.name('window')}: at most 999d, got {window!r}")
@@ -313,5 +336,5 @@ def from_table(t: Table, name: str, environ: Mapping[str, str]) -> SentrySource:
         projects=tuple(int(p) for p in projects),
         environments=t.texts("environments"),
         window=window,
-        interval="1h" if window_seconds <= 999 * 3600 else "1d",
+        interval="1h" if window_seconds < DAILY_FROM_SECONDS else "1d",
     )

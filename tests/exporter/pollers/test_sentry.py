@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Callable
@@ -15,7 +16,15 @@ from werkzeug.datastructures import MultiDict
 
 from exporter.errors import PollError
 from exporter.http import make_session
-from exporter.pollers.sentry import SentryReleaseHealth, SentrySource, parse_sessions, poll
+from exporter.pollers.sentry import (
+    TABLE_KEYS,
+    SentryReleaseHealth,
+    SentrySource,
+    from_table,
+    parse_sessions,
+    poll,
+)
+from exporter.settings import Table
 
 TOKEN = "sntrys_s3cr3t-token-value"
 PATH = "/api/0/organizations/acme/sessions/"
@@ -53,6 +62,8 @@ def documented_query(
     items += [("project", p) for p in projects]
     items += [("environment", "production"), ("environment", "staging")]
     items += [("statsPeriod", "24h"), ("interval", "1h"), ("includeSeries", "0")]
+    # 24 hourly buckets (+1 for the floored start): 10000 // 25 - 1 groups a page.
+    items += [("per_page", "399")]
     if cursor:
         items.append(("cursor", cursor))
     return MultiDict(items)
@@ -424,3 +435,84 @@ def test_json_of_the_wrong_shape(
 def test_base_url_may_include_api_0_and_org_is_escaped(httpserver: HTTPServer) -> None:
     source = make_source(httpserver, base_url=httpserver.url_for("/api/0/"), organization="a b")
     assert source.sessions_url == httpserver.url_for("/api/0/organizations/a%20b/sessions/")
+
+
+# --- Sentry's group limit (issue 17, item 12) -------------------------------------------
+
+
+class LimitedSentry:
+    """Answers like Sentry's sessions endpoint on a large organisation: `releases` groups, at
+    most 10,000 data points (groups x buckets) a page. Without per_page it returns
+    floor(10000 / buckets) groups and a next link with results="false" (getsentry/sentry
+    #48692); a per_page over the limit is a 400 "too granular" (sentry PR #32742)."""
+
+    def __init__(self, httpserver: HTTPServer, releases: int):
+        self.httpserver = httpserver
+        self.releases = releases
+        self.per_pages: list[str | None] = []
+        self.intervals: list[str] = []
+
+    def handle(self, request: Request) -> Response:
+        window = int(request.args["statsPeriod"][:-1]) * (
+            86400 if request.args["statsPeriod"].endswith("d") else 3600
+        )
+        interval = 86400 if request.args["interval"] == "1d" else 3600
+        buckets = window // interval
+        per_page = request.args.get("per_page")
+        self.per_pages.append(per_page)
+        self.intervals.append(request.args["interval"])
+        if per_page is not None and int(per_page) * buckets > 10_000:
+            return Response('{"detail": "is too granular"}', 400, content_type="application/json")
+        limit = int(per_page) if per_page else 10_000 // buckets
+        offset = int(request.args.get("cursor", "0:0:0").split(":")[1])
+        rows = range(offset, min(offset + limit, self.releases))
+        more = per_page is not None and offset + limit < self.releases
+        groups = [
+            {
+                "by": {"project": 42, "release": f"app@{n}", "environment": "production"},
+                "totals": {
+                    "sum(session)": 10,
+                    "count_unique(user)": 5,
+                    "crash_free_rate(session)": 1.0,
+                    "crash_free_rate(user)": 1.0,
+                },
+            }
+            for n in rows
+        ]
+        link = link_header(self.httpserver, f"0:{offset + limit}:0", more=more)
+        body = {"start": "x", "end": "y", "intervals": [], "groups": groups, "query": ""}
+        return Response(json.dumps(body), 200, {"Link": link}, content_type="application/json")
+
+
+@pytest.mark.parametrize(("window", "interval"), [("24h", "1h"), ("14d", "1d"), ("90d", "1d")])
+def test_large_organisations_lose_no_release(
+    httpserver: HTTPServer, http_session: requests.Session, window: str, interval: str
+) -> None:
+    fake = LimitedSentry(httpserver, releases=1000)
+    httpserver.expect_request(PATH).respond_with_handler(fake.handle)
+    source = from_table(
+        Table(
+            "sentry[0]", {"organization": "acme", "token_env": "T", "window": window}, TABLE_KEYS
+        ),
+        "sentry",
+        {"T": TOKEN},
+    )
+    source = SentrySource(**{**source.__dict__, "base_url": httpserver.url_for("/")})
+    result = poll(http_session, source)
+    assert len({r.release for r in result.records}) == 1000
+    assert set(fake.intervals) == {interval}
+    assert all(p is not None for p in fake.per_pages)
+
+
+def test_an_org_token_403_says_org_tokens_cannot_read_sessions(
+    httpserver: HTTPServer, http_session: requests.Session
+) -> None:
+    """Item 15: organization tokens (sntrys_) cannot read sessions; the 403 says so."""
+    httpserver.expect_request(PATH).respond_with_json(
+        {"detail": "You do not have permission to perform this action."}, status=403
+    )
+    with pytest.raises(PollError) as caught:
+        poll(http_session, make_source(httpserver, token="sntrys_eyJpYXQiOjE3MDAwMDAwMDB9_abc"))
+    message = str(caught.value)
+    assert "organization auth tokens (sntrys_...) cannot read session data" in message
+    assert "\n" not in message
