@@ -1,8 +1,11 @@
-"""New Relic deployment markers: NerdGraph change tracking, or the REST v2 deployment marker.
+"""New Relic deployment markers: NerdGraph change tracking events, or the REST v2 marker.
 
-Reference: upstream-apis.md section 6. NerdGraph answers mutation failures as HTTP 200 with a
-top-level `errors` array, so a 200 is only a success without one; its timestamp must lie within
-24 h of receipt. REST v2 wants an ISO timestamp that is not in the future.
+Reference: upstream-apis.md section 6 and New Relic's "Track changes using NerdGraph"
+(docs-website src/content/docs/change-tracking/config/nerdgraph.mdx): the legacy
+`changeTrackingCreateDeployment` gave way to `changeTrackingCreateEvent` with category
+deployment. NerdGraph answers mutation failures as HTTP 200 with a top-level `errors` array, so
+a 200 is only a success without one; its timestamp must lie within 24 h of receipt. REST v2
+wants an ISO timestamp that is not in the future.
 """
 
 from __future__ import annotations
@@ -29,13 +32,16 @@ from exporter.forwarding.targets.base import (
 from exporter.settings import Table
 
 MUTATION = (
-    "mutation($d: ChangeTrackingDeploymentInput!) {\n"
-    "  changeTrackingCreateDeployment(deployment: $d) {\n"
-    "    deploymentId entityGuid version timestamp deploymentType groupId user commit "
-    "changelog deepLink description\n"
+    "mutation($e: ChangeTrackingEventInput!) {\n"
+    "  changeTrackingCreateEvent(changeTrackingEvent: $e) {\n"
+    "    changeTrackingEvent { changeTrackingId category type timestamp groupId }\n"
+    "    messages\n"
     "  }\n"
     "}"
 )
+# The standard types of the Deployment category (OTHER is none of them: it is sent as BASIC).
+EVENT_TYPES = {"BASIC", "BLUE_GREEN", "CANARY", "ROLLING", "SHADOW"}
+USER_KEY_PREFIX = "NRAK-"  # User keys; legacy REST API keys have no prefix and use X-Api-Key
 HOSTS = {"us": "https://api.newrelic.com", "eu": "https://api.eu.newrelic.com"}
 DEPLOYMENT_TYPES = ("BASIC", "BLUE_GREEN", "CANARY", "ROLLING", "SHADOW", "OTHER")
 NERDGRAPH_WINDOW_MS = 23 * 3600 * 1000  # the API allows +-24 h; keep a margin for slow retries
@@ -114,27 +120,36 @@ class NewRelicTarget(DeploymentTarget):
         description = f"{event.component} {version} deployed to {stage}"
         if self.api == "rest":
             return [self._rest(event, version, description)]
-        d: dict[str, Any] = {
-            "entityGuid": self.entity_of(event.component),
-            "version": version,
+        deployment: dict[str, Any] = {"version": version}
+        if data.get("commit_sha"):
+            deployment["commit"] = data["commit_sha"]
+        meta = data.get("meta_data") or {}
+        if isinstance(meta.get("url"), str):
+            deployment["deepLink"] = meta["url"]
+        kind = self.deployment_type if self.deployment_type in EVENT_TYPES else "BASIC"
+        e: dict[str, Any] = {
+            "categoryAndTypeData": {
+                "kind": {"category": "DEPLOYMENT", "type": kind},
+                "categoryFields": {"deployment": deployment},
+            },
+            "entitySearch": {"query": f"id = '{self.entity_of(event.component)}'"},
             "user": self.user,
             "description": description,
         }
         finished = epoch_ms(data["finished_at"])
         if finished is not None and abs(time.time() * 1000 - finished) < NERDGRAPH_WINDOW_MS:
-            d["timestamp"] = finished  # else New Relic stamps it on receipt
+            e["timestamp"] = finished  # else New Relic stamps it on receipt
         if data.get("release"):
-            d["groupId"] = data["release"]
-        if data.get("commit_sha"):
-            d["commit"] = data["commit_sha"]
-        if self.deployment_type:
-            d["deploymentType"] = self.deployment_type
-        meta = data.get("meta_data") or {}
-        if isinstance(meta.get("url"), str):
-            d["deepLink"] = meta["url"]
-        body = {"query": MUTATION, "variables": {"d": d}}
+            e["groupId"] = data["release"]
+        body = {"query": MUTATION, "variables": {"e": e}}
         headers = {"API-Key": self.api_key, "Content-Type": "application/json"}
-        return [Outbound("POST", f"{self.url}/graphql", headers, json_body(body), "nerdgraph")]
+        return [Outbound("POST", self.graphql_url, headers, json_body(body), "nerdgraph")]
+
+    @property
+    def graphql_url(self) -> str:
+        """The NerdGraph endpoint: a configured URL that already names it is used as given
+        (it was sent to .../graphql/graphql); a host gets /graphql."""
+        return self.url if self.url.endswith("/graphql") else f"{self.url}/graphql"
 
     def _rest(self, event: Event, version: str, description: str) -> Outbound:
         data = event.data
@@ -152,7 +167,9 @@ class NewRelicTarget(DeploymentTarget):
         if data.get("release"):
             deployment["changelog"] = _bmp(f"release {data['release']}")
         url = f"{self.url}/v2/applications/{self.entity_of(event.component)}/deployments.json"
-        headers = {"Api-Key": self.api_key, "Content-Type": "application/json"}
+        # A User key (NRAK-...) goes in Api-Key; a legacy REST API key only works as X-Api-Key.
+        key_header = "Api-Key" if self.api_key.startswith(USER_KEY_PREFIX) else "X-Api-Key"
+        headers = {key_header: self.api_key, "Content-Type": "application/json"}
         return Outbound("POST", url, headers, json_body({"deployment": deployment}), "marker")
 
     def check(self, request: Outbound, response: requests.Response) -> None:
@@ -185,7 +202,9 @@ class NewRelicTarget(DeploymentTarget):
                 status=response.status_code,
                 retryable=bool(classes & _TRANSIENT),
             )
-        result = (payload.get("data") or {}).get("changeTrackingCreateDeployment")
+        result = ((payload.get("data") or {}).get("changeTrackingCreateEvent") or {}).get(
+            "changeTrackingEvent"
+        )
         if not result:
             raise ForwardError(
                 f"nerdgraph: no deployment in the answer: {self.snippet(json.dumps(payload))}",

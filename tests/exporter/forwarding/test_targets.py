@@ -340,14 +340,35 @@ def test_bugsnag_retries_what_the_reporter_retries(
 # --- New Relic --------------------------------------------------------------------------------
 
 
-def newrelic(httpserver: HTTPServer, forwarding: Make, api: str = "nerdgraph") -> Forwarding:
+def newrelic(
+    httpserver: HTTPServer,
+    forwarding: Make,
+    api: str = "nerdgraph",
+    path: str = "",
+    key: str = NR_KEY,
+) -> Forwarding:
     return forwarding(
-        f'[[forward.newrelic]]\napi = "{api}"\nurl = "{httpserver.url_for("/").rstrip("/")}"\n'
+        f'[[forward.newrelic]]\napi = "{api}"\n'
+        f'url = "{httpserver.url_for("/").rstrip("/")}{path}"\n'
         'api_key_env = "NEW_RELIC_API_KEY"\ndeployment_type = "ROLLING"\n\n'
         "[components.checkout.forward.newrelic]\n"
         'entity_guid = "MXxBUE18QVBQTElDQVRJT058MTIz"\napp_id = "9999999"\n',
-        {"NEW_RELIC_API_KEY": NR_KEY},
+        {"NEW_RELIC_API_KEY": key},
     )
+
+
+NR_EVENT_ANSWER = {
+    "data": {
+        "changeTrackingCreateEvent": {
+            "changeTrackingEvent": {
+                "changeTrackingId": "8a3a594c-e726-4bc2-8078-26dffec9a3d8",
+                "category": "Deployment",
+                "type": "Rolling",
+            },
+            "messages": [],
+        }
+    }
+}
 
 
 def test_newrelic_nerdgraph_exact_request(httpserver: HTTPServer, forwarding: Make) -> None:
@@ -362,22 +383,23 @@ def test_newrelic_nerdgraph_exact_request(httpserver: HTTPServer, forwarding: Ma
         headers={"API-Key": NR_KEY, "Content-Type": "application/json"},
         json={
             "query": MUTATION,
+            # changeTrackingCreateEvent, category deployment (New Relic's docs: "Track changes
+            # using NerdGraph", the simple deployment event mutation plus optional fields).
             "variables": {
-                "d": {
-                    "entityGuid": "MXxBUE18QVBQTElDQVRJT058MTIz",
-                    "version": "1.2.0",
+                "e": {
+                    "categoryAndTypeData": {
+                        "kind": {"category": "DEPLOYMENT", "type": "ROLLING"},
+                        "categoryFields": {"deployment": {"version": "1.2.0", "commit": SHA}},
+                    },
+                    "entitySearch": {"query": "id = 'MXxBUE18QVBQTElDQVRJT058MTIz'"},
                     "user": "releasebits",
                     "description": "checkout 1.2.0 deployed to production",
                     "timestamp": _epoch_ms(finished),
                     "groupId": "rel-1.2.0",
-                    "commit": SHA,
-                    "deploymentType": "ROLLING",
                 }
             },
         },
-    ).respond_with_json(
-        {"data": {"changeTrackingCreateDeployment": {"deploymentId": "d-1", "version": "1.2.0"}}}
-    )
+    ).respond_with_json(NR_EVENT_ANSWER)
     fields = {k: v for k, v in DEPLOY.items() if k != "started_at"}
     f.deploy(**{**fields, "finished_at": finished, "release": "rel-1.2.0"})
     expect_one(f, httpserver, "delivered")
@@ -395,7 +417,7 @@ def test_newrelic_errors_on_http_200_fail_the_delivery(
     f = newrelic(httpserver, forwarding)
     httpserver.expect_oneshot_request("/graphql", method="POST").respond_with_json(
         {
-            "data": {"changeTrackingCreateDeployment": None},
+            "data": {"changeTrackingCreateEvent": None},
             "errors": [{"message": "Timestamp must be within 24 hours of the current time"}],
         }
     )
@@ -404,7 +426,31 @@ def test_newrelic_errors_on_http_200_fail_the_delivery(
     assert row["last_status"] == 200
     assert "Timestamp must be within 24 hours" in row["last_error"]
     sent = json.loads(httpserver.log[0][0].data)
-    assert "timestamp" not in sent["variables"]["d"]
+    assert "timestamp" not in sent["variables"]["e"]
+
+
+def test_newrelic_configured_graphql_url_is_used_as_given(
+    httpserver: HTTPServer, forwarding: Make
+) -> None:
+    """Issue 17, item 13: a url ending in /graphql was posted to .../graphql/graphql."""
+    f = newrelic(httpserver, forwarding, path="/graphql")
+    httpserver.expect_oneshot_request("/graphql", method="POST").respond_with_json(NR_EVENT_ANSWER)
+    f.deploy(**DEPLOY)
+    expect_one(f, httpserver, "delivered")
+
+
+def test_newrelic_legacy_rest_api_key_goes_in_x_api_key(
+    httpserver: HTTPServer, forwarding: Make
+) -> None:
+    """Item 13: legacy REST API keys (no NRAK- prefix) only work as X-Api-Key."""
+    legacy = "0123456789abcdef0123456789abcdef01234567"
+    f = newrelic(httpserver, forwarding, api="rest", key=legacy)
+    httpserver.expect_oneshot_request(
+        "/v2/applications/9999999/deployments.json", method="POST", headers={"X-Api-Key": legacy}
+    ).respond_with_json({"deployment": {"id": 1}}, status=201)
+    f.deploy(**DEPLOY)
+    expect_one(f, httpserver, "delivered")
+    assert "Api-Key" not in httpserver.log[0][0].headers
 
 
 def test_newrelic_429_is_retried(httpserver: HTTPServer, forwarding: Make) -> None:
