@@ -359,6 +359,9 @@ def resolve(badge: Badge, look: Look) -> Resolved:
     )
 
 
+SHIELDS_MIN_CACHE_SECONDS = 300
+
+
 def endpoint_json(r: Resolved, *, is_error: bool, cache_seconds: int) -> dict[str, Any]:
     """The shields.io endpoint schema (https://shields.io/badges/endpoint-badge)."""
     out: dict[str, Any] = {
@@ -369,6 +372,7 @@ def endpoint_json(r: Resolved, *, is_error: bool, cache_seconds: int) -> dict[st
         "labelColor": r.label_color,
         "isError": is_error,
         "style": r.style,
-        "cacheSeconds": cache_seconds,
+        # shields.io ignores cacheSeconds below its 300 s floor; say what will really happen.
+        "cacheSeconds": max(cache_seconds, SHIELDS_MIN_CACHE_SECONDS),
     }
     return out

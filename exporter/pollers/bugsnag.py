@@ -132,7 +132,14 @@ def fetch_releases(
         secret=source.token,
         rate_limit_wait=lambda response: retry_after_seconds(response, now),
         sleep=sleep,
-        auth_hint="; check the personal auth token",
+        auth_hint=(
+            "; check the personal auth token"
+            + (
+                ' (an Insight Hub account? set base_url = "https://api.bugsnag.smartbear.com")'
+                if source.base_url == "https://api.bugsnag.com"
+                else ""
+            )
+        ),
     )
     projects: dict[str, Any] = {}
     release_groups: dict[tuple[str, str], list[Any]] = {}

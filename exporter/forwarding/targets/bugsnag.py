@@ -106,9 +106,12 @@ class BugsnagTarget(DeploymentTarget):
     def http_error(
         self, request: Outbound, response: requests.Response, *, retryable: bool | None = None
     ) -> ForwardError:
-        # The reference: a 400 (body with an `errors` array) must never be retried.
-        if response.status_code == 400:
-            retryable = False
+        # As Bugsnag's own reporter (upstream-apis.md section 5): retry 5xx, 408 and 429 only.
+        # A 400 (body with an `errors` array), 401, 403 or 404 will answer the same tomorrow;
+        # retrying them for a day only hid the misconfiguration.
+        status = response.status_code
+        if retryable is None:
+            retryable = status >= 500 or status in (408, 429)
         return super().http_error(request, response, retryable=retryable)
 
 

@@ -321,6 +321,21 @@ def test_bugsnag_400_is_never_retried(httpserver: HTTPServer, forwarding: Make) 
     assert len(httpserver.log) == 1
 
 
+@pytest.mark.parametrize("status", [401, 403, 404, 422])
+def test_bugsnag_auth_and_not_found_fail_for_good(
+    httpserver: HTTPServer, forwarding: Make, status: int
+) -> None:
+    """Issue 17, item 14: these were retried for 24 h; Bugsnag's reporter retries only 5xx, 408
+    and 429, and a wrong key or project answers the same tomorrow."""
+    f = bugsnag(httpserver, forwarding)
+    httpserver.expect_oneshot_request("/", method="POST").respond_with_json(
+        {"errors": ["unauthorized"]}, status=status
+    )
+    f.deploy(**DEPLOY)
+    row = expect_one(f, httpserver, "failed")
+    assert row["last_status"] == status
+
+
 @pytest.mark.parametrize("status", [408, 429, 500, 503])
 def test_bugsnag_retries_what_the_reporter_retries(
     httpserver: HTTPServer, forwarding: Make, status: int
