@@ -113,9 +113,13 @@ def test_sources_and_component_mappings(tmp_path: Path) -> None:
     assert "sntrys_x" not in repr(s)  # tokens stay out of reprs and therefore logs
 
 
-@pytest.mark.parametrize(("window", "interval"), [("14d", "1h"), ("41d", "1h"), ("90d", "1d")])
+@pytest.mark.parametrize(
+    ("window", "interval"),
+    [("24h", "1h"), ("47h", "1h"), ("2d", "1d"), ("14d", "1d"), ("41d", "1d"), ("90d", "1d")],
+)
 def test_long_sentry_windows_use_daily_buckets(tmp_path: Path, window: str, interval: str) -> None:
-    # Sentry answers 400 beyond 1000 buckets: 90 days of hourly buckets would fail every poll.
+    # Sentry answers 400 beyond 1000 buckets, and caps groups at 10000 / buckets: windows of 2
+    # days or more use daily buckets (issue 17, item 12).
     cfg = tmp_path / "rb.toml"
     cfg.write_text(SOURCES.replace('window = "14d"', f'window = "{window}"'))
     sentry = load_settings(cfg, ENV).sources[0].config
