@@ -590,7 +590,11 @@ def _schemas() -> dict[str, Any]:
         "ReleaseInput": {
             "type": "object",
             "required": ["name"],
-            "properties": {"name": _STR, "description": _STR, "meta_data": {"type": "object"}},
+            "properties": {
+                "name": {**_STR, "minLength": 1, "maxLength": 255, "pattern": "\\S"},
+                "description": {**_STR, "maxLength": 4096},
+                "meta_data": {"type": "object"},
+            },
         },
         "Release": {
             "type": "object",
