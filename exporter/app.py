@@ -16,6 +16,7 @@ from exporter.receivers import routes as receivers
 from exporter.settings import Settings
 from exporter.ui import routes as ui
 from exporter.web import access, errors
+from exporter.web.fastjson import OrjsonProvider
 from exporter.web.state import AppState, rollback_request_db
 
 BLUEPRINTS = (
@@ -32,9 +33,8 @@ BLUEPRINTS = (
 
 def create_app(settings: Settings, *, process_metrics: bool = True) -> Flask:
     app = Flask(__name__)
+    app.json = OrjsonProvider(app)  # key order kept, UTF-8 out, several times the stdlib's speed
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.extensions["releasebits"] = AppState(
         settings=settings,
         registry=build_registry(settings, process_metrics=process_metrics),
