@@ -37,4 +37,4 @@ class OrjsonProvider(JSONProvider):
 
     def response(self, *args: Any, **kwargs: Any) -> Response:
         obj = self._prepare_response_obj(args, kwargs)
-        return self._app.response_class(encode(obj), mimetype="application/json")
+        return Response(encode(obj), mimetype="application/json")
