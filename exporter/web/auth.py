@@ -9,8 +9,8 @@ from typing import Any, TypeVar, cast
 from flask import g, request
 
 from exporter.web.errors import ApiError
-from exporter.web.state import get_db
-from storage import tokens
+from exporter.web.state import get_db, state
+from storage.tokens import Token
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -30,7 +30,7 @@ def request_token() -> str | None:
     return None
 
 
-def check_scope(scope: str) -> tokens.Token:
+def check_scope(scope: str) -> Token:
     token = request_token()
     challenge = {"WWW-Authenticate": 'Bearer realm="releasebits"'}
     if token is None:
@@ -43,7 +43,7 @@ def check_scope(scope: str) -> tokens.Token:
         )
     if token == "":
         raise ApiError(401, "invalid_token", "the API token is empty", headers=challenge)
-    found = tokens.authenticate(get_db(), token)
+    found = state().tokens.authenticate(get_db(), token)
     if found is None:
         raise ApiError(
             401, "invalid_token", "the API token is unknown or revoked", headers=challenge
