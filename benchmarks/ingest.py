@@ -1,19 +1,25 @@
-"""Ingest throughput: POST deployments to the daemon under concurrent load, WSGI servers compared.
+"""Ingest throughput: POST deployments to the daemon under concurrent load, beside the Pushgateway.
 
-Runs, one after the other on the same machine, each for --duration seconds after a warm-up:
+Servers, each started fresh on a copy of the same starting database, run one after the other
+(and interleaved over --rounds) on the same machine:
 
-- gunicorn: `releasebits serve` as shipped (gthread workers, plus the supervisor and the one
-  background worker), on a copy of the same starting database;
-- waitress: the same `exporter.app:create_app(settings)`, same settings and database copy, served
-  by waitress (`pip install -e '.[bench]'`); threads = workers x threads of the gunicorn run;
+- releasebits: `releasebits serve` as shipped (Granian, plus the supervisor and the one
+  background worker);
+- gunicorn: the same `exporter.app:create_app(settings)` under gunicorn gthread workers (what
+  ReleaseBits shipped before Granian; `pip install -e '.[bench]'`), same workers x threads;
+- waitress: the same app under waitress (bench extra), threads = workers x threads;
 - pushgateway: Prometheus Pushgateway (Debian package `prometheus-pushgateway`) receiving the
   equivalent push a CI job sends today; in memory, so it does not fsync what it acknowledges.
 
-The load is a closed loop: --connections keep-alive HTTP/1.1 connections (threads spread over
---client-procs processes so the client is not held back by one GIL), each posting as soon as the
-previous answer arrived. Prints requests/s, latency percentiles, errors, the peak RSS of the
-server's process tree (from /proc) and CPU use of server and client, then the ratios. After each
-ReleaseBits run it checks that every acknowledged deployment is in the database.
+Two load generators (--drivers), each a closed loop of --connections keep-alive connections:
+- wrk (Debian package `wrk`) with benchmarks/ingest.lua, as the issue measured it;
+- python: this script's own client (threads over --client-procs processes).
+
+Prints, per server and driver: requests/s, p50/p90/p99 latency, errors, server CPU per request
+(the whole process tree, from /proc), peak RSS, then ReleaseBits / Pushgateway ratios side by
+side. After each ReleaseBits run it checks the 2xx count against the rows stored: equal for the
+Python client (it counts every answer); for wrk, stored - counted may be up to the number of
+connections (requests wrk abandons in flight at its deadline may still commit).
 """
 
 from __future__ import annotations
@@ -137,6 +143,7 @@ class Target:
     ready_path: str
     request: Callable[[int], RequestSpec]
     db: Path | None = None
+    wrk_args: list[str] = field(default_factory=list)  # after "--" for benchmarks/ingest.lua
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -308,6 +315,8 @@ class Result:
     acked_total: int
     stored: int | None = None
     notes: list[str] = field(default_factory=list)
+    driver: str = "python"
+    quantiles: dict[float, float] = field(default_factory=dict)  # wrk: its own percentiles
 
     @property
     def ok(self) -> int:
@@ -317,7 +326,13 @@ class Result:
     def rate(self) -> float:
         return self.ok / self.seconds
 
+    @property
+    def cpu_ms_per_request(self) -> float:
+        return self.server_cpu / max(self.ok, 1) * 1000
+
     def pct(self, q: float) -> float:
+        if self.quantiles:
+            return self.quantiles.get(q, float("nan"))
         ordered = sorted(self.latencies)
         if not ordered:
             return float("nan")
@@ -399,7 +414,75 @@ def run_load(target: Target, args: argparse.Namespace) -> Result:
     )
 
 
-# --- waitress launcher (run as a child of this script) ------------------------------------------
+def run_wrk(target: Target, args: argparse.Namespace) -> Result:
+    """wrk with benchmarks/ingest.lua: a warm-up run, then the measured run."""
+    assert target.proc is not None
+    script = str(Path(__file__).resolve().parent / "ingest.lua")
+    url = f"http://127.0.0.1:{target.port}"
+
+    def wrk(seconds: float) -> dict[str, Any]:
+        argv = [
+            "wrk",
+            f"-t{max(1, min(args.client_procs, args.connections))}",
+            f"-c{args.connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            script,
+            url,
+            "--",
+            *target.wrk_args,
+        ]
+        done = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=600)
+        line = next(ln for ln in done.stdout.splitlines() if ln.startswith("WRK_RESULT "))
+        return dict(json.loads(line[len("WRK_RESULT ") :]))
+
+    warm = wrk(args.warmup)
+    rss_peak = pss_peak = 0
+    stop = threading.Event()
+    web_root = web_tier_root(target.proc.pid)
+
+    def sample_rss() -> None:
+        nonlocal rss_peak, pss_peak
+        while not stop.is_set():
+            rss_peak = max(rss_peak, tree_rss_bytes(target.proc.pid))  # type: ignore[union-attr]
+            pss_peak = max(pss_peak, tree_pss_bytes(web_root))
+            stop.wait(0.25)
+
+    sampler = threading.Thread(target=sample_rss)
+    sampler.start()
+    cpu0, client0 = tree_cpu_seconds(target.proc.pid), os.times()
+    main_run = wrk(args.duration)
+    cpu1, client1 = tree_cpu_seconds(target.proc.pid), os.times()
+    stop.set()
+    sampler.join()
+    seconds = main_run["duration_us"] / 1e6
+    # wrk reports percentiles, not samples: keep them as the latency list's quantile points.
+    result = Result(
+        name=target.name,
+        seconds=seconds,
+        latencies=[],
+        statuses={200: main_run["ok"], 500: main_run["non2xx"]},
+        errors=main_run["socket_errors"],
+        acked_total=warm["ok"] + main_run["ok"],
+        rss_peak=rss_peak,
+        web_pss_peak=pss_peak,
+        server_cpu=cpu1 - cpu0,
+        client_cpu=(client1.children_user - client0.children_user)
+        + (client1.children_system - client0.children_system),
+        driver="wrk",
+        quantiles={
+            0.5: main_run["p50_us"] / 1000,
+            0.9: main_run["p90_us"] / 1000,
+            0.99: main_run["p99_us"] / 1000,
+            1.0: main_run["max_us"] / 1000,
+        },
+    )
+    return result
+
+
+# --- waitress and gunicorn launchers (run as children of this script) --------------------------
 
 
 def serve_waitress(threads: int) -> None:
@@ -459,17 +542,56 @@ def count_deployments(db: Path) -> int:
         conn.close()
 
 
+def serve_gunicorn(workers: int, threads: int) -> None:
+    """The same app as `releasebits web`, served by gunicorn gthread workers (the server
+    ReleaseBits shipped before Granian); settings from RELEASEBITS_*."""
+    from gunicorn.app.base import BaseApplication
+
+    from exporter.app import create_app
+    from exporter.cli import setup_logging
+    from exporter.config import load_settings
+
+    settings = load_settings(None, os.environ)
+    setup_logging(settings.log_level)
+
+    class _App(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in {
+                "bind": [f"{settings.host}:{settings.port}"],
+                "workers": workers,
+                "threads": threads,
+                "worker_class": "gthread",
+                "keepalive": 5,
+                "accesslog": None,
+                "control_socket_disable": True,
+            }.items():
+                if key in self.cfg.settings:
+                    self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return create_app(settings)
+
+    _App().run()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per server")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first")
     parser.add_argument("--connections", type=int, default=16, help="concurrent connections")
     parser.add_argument("--client-procs", type=int, default=2, help="client processes")
-    parser.add_argument("--components", type=int, default=50, help="distinct components posted to")
+    parser.add_argument("--components", type=int, default=300, help="distinct components posted to")
     parser.add_argument(
         "--servers",
-        default="gunicorn,waitress,pushgateway",
-        help="comma-separated subset of gunicorn, waitress, pushgateway (missing ones are skipped)",
+        default="releasebits,pushgateway",
+        help="comma-separated subset of releasebits, gunicorn, waitress, pushgateway "
+        "(missing ones are skipped)",
+    )
+    parser.add_argument(
+        "--drivers", default="wrk,python", help="comma-separated subset of wrk, python"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="rounds; servers interleave within each"
     )
     parser.add_argument(
         "--env",
@@ -480,9 +602,13 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="3 s per server, 1 s warm-up")
     parser.add_argument("--serve-waitress", type=int, metavar="THREADS", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-gunicorn", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_waitress:
         serve_waitress(args.serve_waitress)
+        return
+    if args.serve_gunicorn:
+        serve_gunicorn(*args.serve_gunicorn)
         return
     if args.quick:
         args.duration, args.warmup = 3.0, 1.0
@@ -500,36 +626,31 @@ def main() -> None:
 
     targets: list[Target] = []
     skipped: list[str] = []
+    here = str(Path(__file__).resolve())
     for name in wanted:
         port = free_port()
-        if name == "gunicorn":
-            db = tmp / "gunicorn.db"
-            env = daemon_env(db, port, extra)
-            targets.append(
-                Target(
-                    name,
-                    [sys.executable, "-m", "exporter", "serve"],
-                    env,
-                    port,
-                    "/healthz",
-                    build,
-                    db,
-                )
-            )
-        elif name == "waitress":
+        db = tmp / f"{name}.db"
+        env = daemon_env(db, port, extra)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(Path(here).parent.parent), env.get("PYTHONPATH", "")]
+        )
+        rb_wrk = ["releasebits", token, str(args.components)]
+        if name == "releasebits":
+            argv = [sys.executable, "-m", "exporter", "serve"]
+            targets.append(Target(name, argv, env, port, "/healthz", build, db, rb_wrk))
+        elif name in ("gunicorn", "waitress"):
             try:
-                import waitress  # noqa: F401
+                __import__(name)
             except ImportError:
-                skipped.append("waitress (pip install -e '.[bench]')")
+                skipped.append(f"{name} (pip install -e '.[bench]')")
                 continue
-            db = tmp / "waitress.db"
-            threads = shipped.workers * shipped.threads
-            argv = [sys.executable, str(Path(__file__).resolve()), "--serve-waitress", str(threads)]
-            env = daemon_env(db, port, extra)
-            env["PYTHONPATH"] = os.pathsep.join(
-                [str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH", "")]
-            )
-            targets.append(Target(name, argv, env, port, "/healthz", build, db))
+            if name == "gunicorn":
+                argv = [sys.executable, here, "--serve-gunicorn"]
+                argv += [str(shipped.workers), str(shipped.threads)]
+            else:
+                argv = [sys.executable, here, "--serve-waitress"]
+                argv += [str(shipped.workers * shipped.threads)]
+            targets.append(Target(name, argv, env, port, "/openapi.json", build, db, rb_wrk))
         elif name == "pushgateway":
             binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
             if binary is None:
@@ -541,88 +662,131 @@ def main() -> None:
                 f"--persistence.file={tmp / 'pushgateway.data'}",
             ]
             targets.append(
-                Target(name, argv, dict(os.environ), port, "/-/ready", PushRequest(args.components))
+                Target(
+                    name,
+                    argv,
+                    dict(os.environ),
+                    port,
+                    "/-/ready",
+                    PushRequest(args.components),
+                    None,
+                    ["pushgateway", str(args.components)],
+                )
             )
         else:
             parser.error(f"--servers: unknown server {name!r}")
+    drivers = [d.strip() for d in args.drivers.split(",") if d.strip()]
+    if "wrk" in drivers and shutil.which("wrk") is None:
+        drivers.remove("wrk")
+        skipped.append("the wrk driver (apt-get install wrk)")
 
     print(
-        f"{os.cpu_count()} CPUs; {args.connections} connections from {args.client_procs} client "
-        f"processes; {args.warmup:g} s warm-up + {args.duration:g} s measured per server; "
-        f"ReleaseBits: {shipped.workers} workers x {shipped.threads} threads, "
-        f"sqlite_synchronous={shipped.sqlite_synchronous}",
+        f"{os.cpu_count()} CPUs; {args.connections} connections; {args.warmup:g} s warm-up + "
+        f"{args.duration:g} s measured per server and driver; {args.rounds} round(s); "
+        f"{args.components} components; ReleaseBits: {shipped.workers} workers x "
+        f"{shipped.threads} threads, sqlite_synchronous={shipped.sqlite_synchronous}",
         flush=True,
     )
     results: list[Result] = []
     try:
-        for target in targets:
-            if target.db is not None:
-                shutil.copy(template, target.db)
-            target.start(tmp)
-            try:
-                result = run_load(target, args)
-            finally:
-                target.stop()
-            if target.db is not None:
-                result.stored = count_deployments(target.db)
-            results.append(result)
-            print(f"  {target.name}: {result.rate:,.0f} req/s", flush=True)
+        for _ in range(args.rounds):
+            for driver in drivers:
+                for target in targets:
+                    results.append(_one_run(target, driver, template, tmp, args))
     finally:
         for target in targets:
             target.stop()
+    report(results, drivers)
+    for s in skipped:
+        print(f"skipped: {s}")
+    shutil.rmtree(tmp, ignore_errors=True)
 
+
+def _one_run(
+    target: Target, driver: str, template: Path, tmp: Path, args: argparse.Namespace
+) -> Result:
+    if target.db is not None:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{target.db}{suffix}").unlink(missing_ok=True)
+        shutil.copy(template, target.db)
+    target.start(tmp)
+    try:
+        result = run_wrk(target, args) if driver == "wrk" else run_load(target, args)
+    finally:
+        target.stop()
+    result.driver = driver
+    if target.db is not None:
+        result.stored = count_deployments(target.db)
+    print(f"  {target.name} ({driver}): {result.rate:,.0f} req/s", flush=True)
+    return result
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2] if ordered else float("nan")
+
+
+def report(results: list[Result], drivers: list[str]) -> None:
     print()
     header = (
-        f"{'server':<12} {'req/s':>8} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'max ms':>7} "
-        f"{'non-2xx':>7} {'errors':>6} {'RSS MiB':>7} {'web PSS':>7} {'srv CPU':>7} "
-        f"{'cli CPU':>7}"
+        f"{'server':<12} {'driver':<6} {'req/s':>8} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} "
+        f"{'max ms':>7} {'non-2xx':>7} {'errors':>6} {'CPU ms/req':>10} {'RSS MiB':>7} "
+        f"{'web PSS':>7}"
     )
     print(header)
     print("-" * len(header))
     for r in results:
         non2xx = sum(n for s, n in r.statuses.items() if not 200 <= s < 300)
         print(
-            f"{r.name:<12} {r.rate:>8,.0f} {r.pct(0.50):>7.1f} {r.pct(0.90):>7.1f} "
-            f"{r.pct(0.99):>7.1f} {max(r.latencies, default=0) * 1000:>7.1f} {non2xx:>7} "
-            f"{r.errors:>6} {r.rss_peak / 2**20:>7.0f} {r.web_pss_peak / 2**20:>7.0f} "
-            f"{r.server_cpu / r.seconds:>7.0%} {r.client_cpu / r.seconds:>7.0%}"
+            f"{r.name:<12} {r.driver:<6} {r.rate:>8,.0f} {r.pct(0.50):>7.1f} {r.pct(0.90):>7.1f} "
+            f"{r.pct(0.99):>7.1f} {r.pct(1.0) if r.quantiles else max(r.latencies, default=0) * 1000:>7.1f} "
+            f"{non2xx:>7} {r.errors:>6} {r.cpu_ms_per_request:>10.2f} "
+            f"{r.rss_peak / 2**20:>7.0f} {r.web_pss_peak / 2**20:>7.0f}"
         )
     print(
-        "RSS MiB: peak sum of RSS over the server's whole process tree (for `serve`: supervisor,\n"
-        "  background worker, gunicorn master and workers; shared pages counted per process).\n"
-        "web PSS: peak proportional set size of the HTTP tier alone (shared pages counted once).\n"
-        "CPU: busy share of one core over the measured window (2 cores = 200%)."
+        "CPU ms/req: CPU seconds of the server's whole process tree over the measured window\n"
+        "  (web workers, supervisor, background worker) / 2xx answers.\n"
+        "RSS MiB: peak sum of RSS over that tree (shared pages counted per process); web PSS:\n"
+        "  peak proportional set size of the HTTP tier alone (shared pages counted once)."
     )
     for r in results:
-        if r.stored is not None:
-            # Every 201 (warm-up included) must be a stored row, and nothing else may be stored.
-            verdict = "ok" if r.stored == r.acked_total else "MISMATCH"
-            print(
-                f"{r.name}: {r.acked_total:,} deployments acknowledged with 201, "
-                f"{r.stored:,} stored: {verdict}"
-            )
-    by = {r.name: r for r in results}
-    if "gunicorn" in by:
-        g = by["gunicorn"]
-        for other in ("waitress", "pushgateway"):
-            if other in by:
-                o = by[other]
-                print(
-                    f"gunicorn / {other}: req/s x{g.rate / o.rate:.2f}, "
-                    f"p99 x{g.pct(0.99) / o.pct(0.99):.2f}, "
-                    f"web PSS x{g.web_pss_peak / o.web_pss_peak:.2f}"
-                )
+        if r.stored is None:
+            continue
+        extra = r.stored - r.acked_total
+        if r.driver == "python":
+            verdict = "ok" if extra == 0 else "MISMATCH"
+        else:
+            verdict = "ok" if 0 <= extra <= 2 * 64 else "MISMATCH"
         print(
-            f"target p99 < 25 ms: {g.pct(0.99):.1f} ms: {'met' if g.pct(0.99) < 25 else 'MISSED'}"
+            f"{r.name} ({r.driver}): {r.acked_total:,} answered 2xx, {r.stored:,} stored: "
+            f"{verdict}" + (f" ({extra} committed while wrk stopped)" if extra else "")
         )
-        if "pushgateway" in by:
-            ratio = g.rate / by["pushgateway"].rate
-            print(
-                f"target >= 3x Pushgateway's push rate: x{ratio:.2f}: {'met' if ratio >= 3 else 'MISSED'}"
+    for driver in drivers:
+        by: dict[str, list[Result]] = {}
+        for r in results:
+            if r.driver == driver:
+                by.setdefault(r.name, []).append(r)
+        rb = by.get("releasebits")
+        if not rb:
+            continue
+        rate = _median([r.rate for r in rb])
+        p99 = _median([r.pct(0.99) for r in rb])
+        cpu = _median([r.cpu_ms_per_request for r in rb])
+        line = f"{driver}: releasebits {rate:,.0f} req/s, p99 {p99:.1f} ms, {cpu:.2f} ms CPU/req"
+        for other in ("gunicorn", "waitress", "pushgateway"):
+            if other in by:
+                o_rate = _median([r.rate for r in by[other]])
+                line += f"; / {other} {o_rate:,.0f} req/s = x{rate / o_rate:.2f}"
+        print(line)
+        print(
+            "  targets: >= 3x Pushgateway: "
+            + (
+                f"x{rate / _median([r.rate for r in by['pushgateway']]):.2f}"
+                if "pushgateway" in by
+                else "n/a"
             )
-    for s in skipped:
-        print(f"skipped: {s}")
-    shutil.rmtree(tmp, ignore_errors=True)
+            + f"; p99 < 25 ms: {p99:.1f} ms; <= 0.5 ms CPU/req: {cpu:.2f} ms"
+        )
 
 
 if __name__ == "__main__":
