@@ -55,38 +55,38 @@ def add_duration(tx: Store, kind: str, component: str, stage: str, duration: flo
 
 def _advance_current_version(tx: Store, row: dict[str, Any]) -> None:
     """Only a newer successful deployment changes what runs: a late or backfilled event (older
-    finished_at) is counted but never makes an old version "current"."""
-    component, stage, finished_ts = row["component"], row["stage"], row["finished_ts"]
-    current = tx.one(
-        "SELECT version, finished_ts, since_ts FROM current_versions "
-        "WHERE component = ? AND stage = ?",
-        [component, stage],
-    )
-    if current is not None and finished_ts < current[1]:
-        return
-    since = current[2] if current is not None and current[0] == row["version"] else finished_ts
+    finished_at) is counted but never makes an old version "current". One statement: the
+    upsert's WHERE skips the older event, and since_ts survives a redeploy of the same version."""
     tx.execute(
         "INSERT INTO current_versions "
         "(component, stage, version, commit_sha, deployment_id, finished_ts, since_ts) "
         "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(component, stage) DO UPDATE SET "
         "version = excluded.version, commit_sha = excluded.commit_sha, "
         "deployment_id = excluded.deployment_id, finished_ts = excluded.finished_ts, "
-        "since_ts = excluded.since_ts",
-        [component, stage, row["version"], row["commit_sha"], row["id"], finished_ts, since],
+        "since_ts = CASE WHEN current_versions.version = excluded.version "
+        "THEN current_versions.since_ts ELSE excluded.since_ts END "
+        "WHERE excluded.finished_ts >= current_versions.finished_ts",
+        [
+            row["component"],
+            row["stage"],
+            row["version"],
+            row["commit_sha"],
+            row["id"],
+            row["finished_ts"],
+            row["finished_ts"],
+        ],
     )
 
 
 def _advance_last_build(tx: Store, row: dict[str, Any]) -> None:
-    """The newest build by finished_at, whatever order builds arrive in."""
-    last = tx.one("SELECT finished_ts FROM last_builds WHERE component = ?", [row["component"]])
-    if last is not None and row["finished_ts"] < last[0]:
-        return
+    """The newest build by finished_at, whatever order builds arrive in (one statement)."""
     tx.execute(
         "INSERT INTO last_builds "
         "(component, build_id, version, result, result_class, finished_ts) "
         "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(component) DO UPDATE SET "
         "build_id = excluded.build_id, version = excluded.version, result = excluded.result, "
-        "result_class = excluded.result_class, finished_ts = excluded.finished_ts",
+        "result_class = excluded.result_class, finished_ts = excluded.finished_ts "
+        "WHERE excluded.finished_ts >= last_builds.finished_ts",
         [
             row["component"],
             row["id"],

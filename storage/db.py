@@ -115,20 +115,29 @@ class WriteLock:
 def _commit_batch(store: Store, batch: list[_Pending]) -> None:
     conn = store.conn
     began = False
+    # A batch of one needs no SAVEPOINT: its failure rolls back the whole transaction, which
+    # holds nothing else (two statements fewer on an uncontended write).
+    alone = len(batch) == 1
     try:
         if conn.in_transaction:
             raise StorageError("a group commit cannot start inside an open transaction")
         conn.execute("BEGIN IMMEDIATE")
         began = True
         for item in batch:
-            conn.execute("SAVEPOINT releasebits_write")
+            if not alone:
+                conn.execute("SAVEPOINT releasebits_write")
             try:
                 item.result = item.fn(store)
             except BaseException as exc:  # the caller's own error: undo its writes only
-                conn.execute("ROLLBACK TO releasebits_write")
                 item.error = exc
-            conn.execute("RELEASE releasebits_write")
-        conn.execute("COMMIT")
+                if not alone:
+                    conn.execute("ROLLBACK TO releasebits_write")
+                elif conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            if not alone:
+                conn.execute("RELEASE releasebits_write")
+        if conn.in_transaction:
+            conn.execute("COMMIT")
     except BaseException as exc:  # BEGIN or COMMIT failed: nothing of the batch is stored
         if began and conn.in_transaction:
             with suppress(sqlite3.Error):  # the callers get the original error either way

@@ -158,14 +158,24 @@ def record_start(
     return store.write(work)
 
 
-def _rank(tx: Store, table: str, column: str, value: str, now: float) -> tuple[int, bool]:
-    """The order of first sight of a component or stage (its cardinality rank), and whether
-    this event is the first."""
-    row = tx.one(f"SELECT id FROM {table} WHERE {column} = ?", [value])
-    if row:
-        return int(row[0]), False
-    cursor = tx.execute(f"INSERT INTO {table} ({column}, created_at) VALUES (?, ?)", [value, now])
-    return int(cursor.lastrowid or 0), True
+def _ranks(tx: Store, component: str, stage: str | None, now: float) -> tuple[int, bool, int]:
+    """The order of first sight (cardinality rank) of the event's component and stage, looked
+    up in one statement; whether the component is new. 0 for the stage of a build."""
+    found = tx.one(
+        "SELECT (SELECT id FROM components WHERE slug = ?), (SELECT id FROM stages WHERE name = ?)",
+        [component, stage],
+    )
+    component_rank, stage_rank = found if found else (None, None)
+    created = component_rank is None
+    if component_rank is None:
+        cursor = tx.execute(
+            "INSERT INTO components (slug, created_at) VALUES (?, ?)", [component, now]
+        )
+        component_rank = cursor.lastrowid or 0
+    if stage is not None and stage_rank is None:
+        cursor = tx.execute("INSERT INTO stages (name, created_at) VALUES (?, ?)", [stage, now])
+        stage_rank = cursor.lastrowid or 0
+    return int(component_rank), created, int(stage_rank or 0)
 
 
 def _track_labels(
@@ -178,13 +188,12 @@ def _track_labels(
     now: float,
 ) -> bool:
     """Rank the event's component (and stage); count it when past the export limits."""
-    rank, created = _rank(tx, "components", "slug", component, now)
+    stage = (event.get("stage") or "") if kind == "deployment" else None
+    rank, created, stage_rank = _ranks(tx, component, stage, now)
     if rank > limits.max_components:
         outcome.overflow.append("component")
-    if kind == "deployment":
-        stage_rank, _ = _rank(tx, "stages", "name", event.get("stage") or "", now)
-        if stage_rank > limits.max_stages:
-            outcome.overflow.append("stage")
+    if stage is not None and stage_rank > limits.max_stages:
+        outcome.overflow.append("stage")
     for dimension in outcome.overflow:
         tx.execute(
             "INSERT INTO overflow (dimension, count) VALUES (?, 1) "
