@@ -18,8 +18,9 @@ from exporter.web.body import read_payload
 from exporter.web.errors import ApiError
 from exporter.web.pagination import cursor_arg, exactly, number, paged, pair, parse_limit
 from exporter.web.params import CURSOR, Param, declares, limit_param
-from exporter.web.state import get_db, settings, state
+from exporter.web.state import AppState, get_db, settings, state
 from storage import components, events
+from storage.db import Store
 from storage.feeds import Delivery
 from storage.idempotency import Idempotency
 
@@ -61,7 +62,25 @@ def slug_or_error(raw: str) -> str:
 
 def idempotency_of(kind: str, slug: str, payload: dict[str, Any]) -> Idempotency | None:
     """The request's Idempotency-Key, scoped to its token, kind and component; None if absent."""
-    key = request.headers.get("Idempotency-Key")
+    return idempotency_for(
+        request.headers.get("Idempotency-Key"),
+        g.token.id,
+        kind,
+        slug,
+        payload,
+        settings().idempotency_ttl_hours,
+    )
+
+
+def idempotency_for(
+    key: str | None,
+    token_id: str,
+    kind: str,
+    slug: str,
+    payload: dict[str, Any],
+    ttl_hours: int,
+) -> Idempotency | None:
+    """An Idempotency-Key header's value, scoped to its token, kind and component."""
     if key is None:
         return None
     key = key.strip()
@@ -75,10 +94,10 @@ def idempotency_of(kind: str, slug: str, payload: dict[str, Any]) -> Idempotency
         json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str).encode()
     ).hexdigest()
     return Idempotency(
-        scope=f"{g.token.id}:{kind}:{slug}",
+        scope=f"{token_id}:{kind}:{slug}",
         key=key,
         request_hash=digest,
-        ttl_seconds=settings().idempotency_ttl_hours * 3600,
+        ttl_seconds=ttl_hours * 3600,
     )
 
 
@@ -91,13 +110,17 @@ def record(
     *,
     natural_key: str | None = None,
     delivery: Delivery | None = None,
+    store: Store | None = None,
+    app: AppState | None = None,
 ) -> events.Outcome:
     """Store a validated event (aggregates and outbox rows in its transaction); log it once.
 
-    The webhook receivers come through here too, with a natural key and their delivery."""
-    s = settings()
+    The webhook receivers come through here too, with a natural key and their delivery;
+    `store` and `app` default to the current request's (the lean ingest path passes its own)."""
+    app = app or state()
+    s = app.settings
     outcome = events.record_event(
-        get_db(),
+        store or get_db(),
         kind,
         slug,
         event,
@@ -105,7 +128,7 @@ def record(
         body=body,
         limits=events.Limits(s.max_components, s.max_stages),
         idempotency=idem,
-        forward=state().router,
+        forward=app.router,
         natural_key=natural_key,
         delivery=delivery,
     )
@@ -117,7 +140,7 @@ def record(
         )
     if outcome.created:
         if outcome.component_created and "component" in outcome.overflow:
-            held = state().overflow_warning.allow()
+            held = app.overflow_warning.allow()
             if held is not None:
                 log.warning(
                     "component %r is past max_components=%d: its events are stored but not "
@@ -130,11 +153,21 @@ def record(
     return outcome
 
 
-def _create(kind: str, raw_slug: str) -> Response:
+def create(
+    kind: str,
+    raw_slug: str,
+    payload: dict[str, Any],
+    *,
+    token_id: str,
+    idempotency_key: str | None,
+    store: Store,
+    app: AppState,
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Validate and durably record one POSTed event: (status, JSON body, headers). Shared by the
+    Flask route and the lean ingest path (exporter/ingest/fast.py); raises ApiError."""
     slug = slug_or_error(raw_slug)
-    payload = read_payload()
+    s = app.settings
     try:
-        s = settings()
         event, ignored = validate_event(
             kind,
             payload,
@@ -143,16 +176,31 @@ def _create(kind: str, raw_slug: str) -> Response:
         )
     except ValidationError as exc:
         raise ApiError(422, "validation_failed", str(exc), exc.fields) from None
-    idem = idempotency_of(kind, slug, payload)
+    idem = idempotency_for(idempotency_key, token_id, kind, slug, payload, s.idempotency_ttl_hours)
     body: dict[str, Any] = {"id": str(uuid.uuid4())}
     if ignored:
         body["ignored_fields"] = ignored
-    outcome = record(kind, slug, event, body, idem)
-    resp = jsonify(outcome.body)
-    resp.status_code = outcome.status
+    outcome = record(kind, slug, event, body, idem, store=store, app=app)
+    headers = {"Location": f"/components/{slug}/{kind}s/{outcome.body['id']}"}
     if not outcome.created:
-        resp.headers["Idempotent-Replayed"] = "true"
-    resp.headers["Location"] = f"/components/{slug}/{kind}s/{outcome.body['id']}"
+        headers["Idempotent-Replayed"] = "true"
+    return outcome.status, outcome.body, headers
+
+
+def _create(kind: str, raw_slug: str) -> Response:
+    slug_or_error(raw_slug)  # a bad slug answers 400 before the body is read
+    status, body, headers = create(
+        kind,
+        raw_slug,
+        read_payload(),
+        token_id=g.token.id,
+        idempotency_key=request.headers.get("Idempotency-Key"),
+        store=get_db(),
+        app=state(),
+    )
+    resp = jsonify(body)
+    resp.status_code = status
+    resp.headers.update(headers)
     return resp
 
 

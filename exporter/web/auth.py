@@ -10,7 +10,8 @@ from flask import g, request
 
 from exporter.web.errors import ApiError
 from exporter.web.state import get_db, state
-from storage.tokens import Token
+from storage.db import Store
+from storage.tokens import Token, TokenCache
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -19,19 +20,24 @@ def request_token() -> str | None:
     """The token from `Authorization: Bearer <t>`, `Authorization: <t>` or `?access_token=`."""
     header = request.headers.get("Authorization")
     if header is not None:
-        value = header.strip()
-        if value.lower().startswith("bearer "):
-            value = value[7:].strip()
-        elif value.lower().startswith("token "):
-            value = value[6:].strip()
-        return value
+        return header_token(header)
     if "access_token" in request.args:
         return request.args.get("access_token", "").strip()
     return None
 
 
-def check_scope(scope: str) -> Token:
-    token = request_token()
+def header_token(header: str) -> str:
+    """The token of an Authorization header: `Bearer <t>`, `Token <t>` or the bare token."""
+    value = header.strip()
+    if value.lower().startswith("bearer "):
+        value = value[7:].strip()
+    elif value.lower().startswith("token "):
+        value = value[6:].strip()
+    return value
+
+
+def verify(token: str | None, scope: str, cache: TokenCache, db: Store) -> Token:
+    """The live token with `scope`, or ApiError 401 (missing, empty, unknown) / 403 (scope)."""
     challenge = {"WWW-Authenticate": 'Bearer realm="releasebits"'}
     if token is None:
         raise ApiError(
@@ -43,7 +49,7 @@ def check_scope(scope: str) -> Token:
         )
     if token == "":
         raise ApiError(401, "invalid_token", "the API token is empty", headers=challenge)
-    found = state().tokens.authenticate(get_db(), token)
+    found = cache.authenticate(db, token)
     if found is None:
         raise ApiError(
             401, "invalid_token", "the API token is unknown or revoked", headers=challenge
@@ -54,6 +60,11 @@ def check_scope(scope: str) -> Token:
             "insufficient_scope",
             f"the token '{found.name}' lacks the '{scope}' scope",
         )
+    return found
+
+
+def check_scope(scope: str) -> Token:
+    found = verify(request_token(), scope, state().tokens, get_db())
     g.token = found
     return found
 

@@ -41,7 +41,7 @@ def _decode(raw: bytes) -> str:
         raise ApiError(400, "invalid_encoding", "the request body is not valid UTF-8") from None
 
 
-def _parse_json(raw: bytes) -> dict[str, Any]:
+def parse_json(raw: bytes) -> dict[str, Any]:
     """orjson: about 3x json.loads here, and stricter where strictness helps (no NaN or
     Infinity, no lone surrogate escapes, at most 1024 levels deep: all 400 invalid_json)."""
     try:
@@ -113,7 +113,7 @@ def read_payload() -> dict[str, Any]:
         or mimetype.endswith("+json")
         or (looks_json and mimetype in {"", "application/x-www-form-urlencoded", "text/plain"})
     ):
-        body = _parse_json(raw)
+        body = parse_json(raw)
     elif mimetype == "application/x-www-form-urlencoded":
         body = pairs_to_dict(parse_qsl(_decode(raw), keep_blank_values=True))
     elif mimetype == "multipart/form-data":

@@ -38,11 +38,31 @@ class ApiError(ReleaseBitsError):
         super().__init__(self.message)
 
 
-def error_response(err: ApiError) -> Response:
+def error_document(err: ApiError) -> dict[str, Any]:
+    """The JSON error shape of an ApiError: {"error": {"code", "message"[, "fields"]}}."""
     body: dict[str, Any] = {"code": err.code, "message": err.message}
     if err.fields:
         body["fields"] = err.fields
-    resp = jsonify({"error": body})
+    return {"error": body}
+
+
+def storage_unavailable() -> ApiError:
+    """Locked for longer than busy_timeout, disk full, read-only or corrupted file: nothing
+    was committed, so the client must retry (or an operator act); 503 says exactly that."""
+    return ApiError(
+        503,
+        "storage_unavailable",
+        "the database is busy or unavailable; retry",
+        headers={"Retry-After": "1"},
+    )
+
+
+def internal_error() -> ApiError:
+    return ApiError(500, "internal_error", "internal error; see the server log")
+
+
+def error_response(err: ApiError) -> Response:
+    resp = jsonify(error_document(err))
     resp.status_code = err.status
     for key, value in err.headers.items():
         resp.headers[key] = value
@@ -76,17 +96,10 @@ def install(app: Flask, max_body_bytes: int) -> None:
     @app.errorhandler(sqlite3.DatabaseError)
     @app.errorhandler(StorageError)
     def _storage_error(err: Exception) -> Response:
-        # Locked for longer than busy_timeout, disk full, read-only or corrupted file ("database
-        # disk image is malformed"): nothing was committed, so the client must retry (or an
-        # operator act); 503 says exactly that, and /healthz turns unhealthy.
         log.error("storage error on %s %s: %s", request.method, request.path, err)
-        resp = error_response(
-            ApiError(503, "storage_unavailable", "the database is busy or unavailable; retry")
-        )
-        resp.headers["Retry-After"] = "1"
-        return resp
+        return error_response(storage_unavailable())
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(ApiError(500, "internal_error", "internal error; see the server log"))
+        return error_response(internal_error())
