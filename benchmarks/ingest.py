@@ -129,6 +129,27 @@ def tree_cpu_seconds(root: int) -> float:
     return total
 
 
+class MemorySampler(threading.Thread):
+    """Peak RSS of a server's process tree and peak PSS of its web tier, every 0.25 s."""
+
+    def __init__(self, root: int):
+        super().__init__(daemon=True)
+        self.root = root
+        self.web_root = web_tier_root(root)
+        self.rss_peak = self.pss_peak = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.rss_peak = max(self.rss_peak, tree_rss_bytes(self.root))
+            self.pss_peak = max(self.pss_peak, tree_pss_bytes(self.web_root))
+            self._stop_event.wait(0.25)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+
 # --- servers under test -------------------------------------------------------------------------
 
 
@@ -348,18 +369,7 @@ def run_load(target: Target, args: argparse.Namespace) -> Result:
     start_at = time.time() + 1.0
     measure_from = start_at + args.warmup
     end_at = measure_from + args.duration
-    rss_peak = pss_peak = 0
-    stop = threading.Event()
-    web_root = web_tier_root(target.proc.pid)
-
-    def sample_rss() -> None:
-        nonlocal rss_peak, pss_peak
-        while not stop.is_set():
-            rss_peak = max(rss_peak, tree_rss_bytes(target.proc.pid))  # type: ignore[union-attr]
-            pss_peak = max(pss_peak, tree_pss_bytes(web_root))
-            stop.wait(0.25)
-
-    sampler = threading.Thread(target=sample_rss)
+    sampler = MemorySampler(target.proc.pid)
     sampler.start()
     ctx = multiprocessing.get_context("fork")
     cpu_at_measure: list[float] = []
@@ -394,8 +404,7 @@ def run_load(target: Target, args: argparse.Namespace) -> Result:
             offset += n
         parts = [p.get(timeout=args.warmup + args.duration + 120) for p in pending]
     marker.join()
-    stop.set()
-    sampler.join()
+    sampler.stop()
     statuses: dict[int, int] = {}
     for part in parts:
         for k, v in part["statuses"].items():
@@ -407,8 +416,8 @@ def run_load(target: Target, args: argparse.Namespace) -> Result:
         statuses=statuses,
         errors=sum(part["errors"] for part in parts),
         acked_total=sum(part["acked"] for part in parts),
-        rss_peak=rss_peak,
-        web_pss_peak=pss_peak,
+        rss_peak=sampler.rss_peak,
+        web_pss_peak=sampler.pss_peak,
         server_cpu=cpu_at_measure[1] - cpu_at_measure[0],
         client_cpu=sum(part["cpu"] for part in parts),
     )
@@ -439,24 +448,12 @@ def run_wrk(target: Target, args: argparse.Namespace) -> Result:
         return dict(json.loads(line[len("WRK_RESULT ") :]))
 
     warm = wrk(args.warmup)
-    rss_peak = pss_peak = 0
-    stop = threading.Event()
-    web_root = web_tier_root(target.proc.pid)
-
-    def sample_rss() -> None:
-        nonlocal rss_peak, pss_peak
-        while not stop.is_set():
-            rss_peak = max(rss_peak, tree_rss_bytes(target.proc.pid))  # type: ignore[union-attr]
-            pss_peak = max(pss_peak, tree_pss_bytes(web_root))
-            stop.wait(0.25)
-
-    sampler = threading.Thread(target=sample_rss)
+    sampler = MemorySampler(target.proc.pid)
     sampler.start()
     cpu0, client0 = tree_cpu_seconds(target.proc.pid), os.times()
     main_run = wrk(args.duration)
     cpu1, client1 = tree_cpu_seconds(target.proc.pid), os.times()
-    stop.set()
-    sampler.join()
+    sampler.stop()
     seconds = main_run["duration_us"] / 1e6
     # wrk reports percentiles, not samples: keep them as the latency list's quantile points.
     result = Result(
@@ -466,8 +463,8 @@ def run_wrk(target: Target, args: argparse.Namespace) -> Result:
         statuses={200: main_run["ok"], 500: main_run["non2xx"]},
         errors=main_run["socket_errors"],
         acked_total=warm["ok"] + main_run["ok"],
-        rss_peak=rss_peak,
-        web_pss_peak=pss_peak,
+        rss_peak=sampler.rss_peak,
+        web_pss_peak=sampler.pss_peak,
         server_cpu=cpu1 - cpu0,
         client_cpu=(client1.children_user - client0.children_user)
         + (client1.children_system - client0.children_system),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import re
 import subprocess
@@ -26,6 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.ingest import DeploymentRequest
 from exporter.app import create_app
 from exporter.settings import Settings
 from storage import tokens
@@ -41,28 +41,19 @@ def make_app(tmp: Path, synchronous: str = "full") -> tuple[Any, str]:
 
 
 def environ(token: str, i: int) -> dict[str, Any]:
-    body = json.dumps(
-        {
-            "version": f"v1.{i // 100}.{i % 100}",
-            "stage": "production" if i % 4 else "staging",
-            "host": f"web-{i % 8}",
-            "result": "success" if i % 10 else "failed",
-            "commit_sha": f"{i * 2654435761 % 2**40:010x}",
-            "started_at": "2024-05-01T12:00:00Z",
-            "meta_data": {"pipeline": str(i)},
-        }
-    ).encode()
+    """The WSGI environ of the request ingest.py's clients send (same body, same headers)."""
+    method, path, body, headers = DeploymentRequest(token, 300)(i)
     return {
-        "REQUEST_METHOD": "POST",
-        "PATH_INFO": f"/components/svc-{i % 300}/deployments",
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
         "QUERY_STRING": "",
         "SERVER_NAME": "127.0.0.1",
         "SERVER_PORT": "8080",
         "SERVER_PROTOCOL": "HTTP/1.1",
         "REMOTE_ADDR": "127.0.0.1",
-        "CONTENT_TYPE": "application/json",
+        "CONTENT_TYPE": headers["Content-Type"],
         "CONTENT_LENGTH": str(len(body)),
-        "HTTP_AUTHORIZATION": f"Bearer {token}",
+        "HTTP_AUTHORIZATION": headers["Authorization"],
         "wsgi.input": io.BytesIO(body),
         "wsgi.url_scheme": "http",
         "wsgi.errors": sys.stderr,

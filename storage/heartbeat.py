@@ -8,12 +8,17 @@ from storage.db import Store
 
 
 def beat(store: Store, pid: int) -> None:
+    _record(store, "heartbeat", pid)
+
+
+def _record(store: Store, name: str, pid: int) -> None:
+    """Commit `name` = pid, now, in worker_state."""
     with store.transaction():
         store.execute(
-            "INSERT INTO worker_state (name, value, updated_at) VALUES ('heartbeat', ?, ?) "
+            "INSERT INTO worker_state (name, value, updated_at) VALUES (?, ?, ?) "
             "ON CONFLICT(name) DO UPDATE SET value = excluded.value, "
             "updated_at = excluded.updated_at",
-            [str(pid), time.time()],
+            [name, str(pid), time.time()],
         )
 
 
@@ -30,10 +35,4 @@ def database_readable(store: Store) -> None:
 def probe_write(store: Store, pid: int) -> None:
     """Raise (sqlite3.Error or StorageError) unless a small write commits: a full disk, a
     read-only file or a lock held too long all fail here."""
-    with store.transaction():
-        store.execute(
-            "INSERT INTO worker_state (name, value, updated_at) VALUES ('web_probe', ?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET value = excluded.value, "
-            "updated_at = excluded.updated_at",
-            [str(pid), time.time()],
-        )
+    _record(store, "web_probe", pid)
