@@ -109,7 +109,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("port", 8080, _int(1, 65535), "TCP port of the HTTP server."),
     Setting("db", "releasebits.db", _str, "Path of the SQLite database file."),
     Setting("workers", 2, _int(1, 64), "Number of web worker processes (Granian)."),
-    Setting("threads", 4, _int(1, 64), "Request threads per web worker process."),
+    Setting(
+        "threads",
+        32,
+        _int(1, 256),
+        "Most request threads per web worker process (Granian starts them as needed). Requests "
+        "in flight at once share one fsync, so more threads mean fewer fsyncs under load.",
+    ),
     Setting("log_level", "info", _choice("debug", "info", "warning", "error"), "Log level."),
     Setting(
         "sqlite_synchronous",

@@ -8,6 +8,7 @@ group-committed write transaction), `transaction` (a plain write transaction) an
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -22,6 +23,7 @@ import sqlite_utils
 from storage.migrations import migrations
 
 BUSY_TIMEOUT_MS = 10_000
+log = logging.getLogger(__name__)
 _local = threading.local()
 
 T = TypeVar("T")
@@ -107,6 +109,8 @@ class WriteLock:
                     batch, self._queue = self._queue, []
                 with self._file_locked():
                     _commit_batch(store, batch)
+                # How many writes shared this fsync (benchmarks/README.md counts these lines).
+                log.debug("group commit of %d writes", len(batch))
         if item.error is not None:
             raise item.error
         return cast(T, item.result)
