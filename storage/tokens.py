@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
-import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from storage.db import Store
 
@@ -77,75 +74,13 @@ def list_tokens(db: Store) -> list[Token]:
 
 
 def revoke_token(db: Store, name: str) -> bool:
-    """Revoke by name; False if no live token has that name. Every process's TokenCache drops
-    what it verified (the revocation stamp file changes)."""
+    """Revoke by name; False if no live token has that name."""
     with db.transaction():
         cursor = db.execute(
             "UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
             [time.time(), name],
         )
-    if cursor.rowcount > 0:
-        _bump_stamp(db.path)
     return cursor.rowcount > 0
-
-
-def _stamp_path(db_path: Path) -> Path:
-    return Path(f"{db_path}.tokens")
-
-
-def _bump_stamp(db_path: Path) -> None:
-    """Tell every process that a token was revoked: rewrite `<db>.tokens` (new mtime and
-    content); the caches compare its stat on each lookup."""
-    path = _stamp_path(db_path)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, f"{time.time_ns()}\n".encode())
-    finally:
-        os.close(fd)
-
-
-def _stamp(db_path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(_stamp_path(db_path))
-    except FileNotFoundError:
-        return None
-    return (st.st_mtime_ns, st.st_ino, st.st_size)
-
-
-class TokenCache:
-    """The tokens this process verified, so most requests skip the lookup and its hashing.
-
-    Only successes are kept (an unknown token is looked up every time, so a new one works at
-    once). Any revocation, in any process (`releasebits token revoke`), rewrites the stamp file
-    `<db>.tokens`; each lookup compares its stat (one system call) and a change drops the whole
-    cache, so a revoked token is refused on the next request.
-    """
-
-    MAX_ENTRIES = 1024
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._stamp: tuple[int, int, int] | None = None
-        self._tokens: dict[str, Token] = {}
-
-    def authenticate(self, db: Store, token: str) -> Token | None:
-        stamp = _stamp(db.path)
-        key = _hash(token)
-        with self._lock:
-            if stamp != self._stamp:
-                self._tokens.clear()
-                self._stamp = stamp
-            found = self._tokens.get(key)
-        if found is not None:
-            return found
-        found = authenticate(db, token)
-        if found is not None:
-            with self._lock:
-                if len(self._tokens) >= self.MAX_ENTRIES:
-                    self._tokens.clear()
-                if self._stamp == stamp:
-                    self._tokens[key] = found
-        return found
 
 
 def count_live(db: Store) -> int:

@@ -87,9 +87,7 @@ class FastIngest:
         store = None
         try:
             store = thread_store(s.db, synchronous=s.sqlite_synchronous)
-            token = verify(
-                header_token(environ["HTTP_AUTHORIZATION"]), "write", self.state.tokens, store
-            )
+            token = verify(header_token(environ["HTTP_AUTHORIZATION"]), "write", store)
             routes.slug_or_error(raw_slug)
             raw = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
             return routes.create(

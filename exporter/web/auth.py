@@ -9,9 +9,10 @@ from typing import Any, TypeVar, cast
 from flask import g, request
 
 from exporter.web.errors import ApiError
-from exporter.web.state import get_db, state
+from exporter.web.state import get_db
+from storage import tokens
 from storage.db import Store
-from storage.tokens import Token, TokenCache
+from storage.tokens import Token
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,7 +37,7 @@ def header_token(header: str) -> str:
     return value
 
 
-def verify(token: str | None, scope: str, cache: TokenCache, db: Store) -> Token:
+def verify(token: str | None, scope: str, db: Store) -> Token:
     """The live token with `scope`, or ApiError 401 (missing, empty, unknown) / 403 (scope)."""
     challenge = {"WWW-Authenticate": 'Bearer realm="releasebits"'}
     if token is None:
@@ -49,7 +50,7 @@ def verify(token: str | None, scope: str, cache: TokenCache, db: Store) -> Token
         )
     if token == "":
         raise ApiError(401, "invalid_token", "the API token is empty", headers=challenge)
-    found = cache.authenticate(db, token)
+    found = tokens.authenticate(db, token)
     if found is None:
         raise ApiError(
             401, "invalid_token", "the API token is unknown or revoked", headers=challenge
@@ -64,7 +65,7 @@ def verify(token: str | None, scope: str, cache: TokenCache, db: Store) -> Token
 
 
 def check_scope(scope: str) -> Token:
-    found = verify(request_token(), scope, state().tokens, get_db())
+    found = verify(request_token(), scope, get_db())
     g.token = found
     return found
 

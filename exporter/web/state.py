@@ -12,7 +12,6 @@ from exporter.logsafe import Throttle
 from exporter.settings import Settings
 from storage.db import Store, thread_store
 from storage.outbox import Router
-from storage.tokens import TokenCache
 
 
 @dataclass
@@ -24,7 +23,6 @@ class AppState:
     router: Router | None  # which forwarding targets want an event; None: no targets
     # One "past max_components" warning a minute, not one per new component.
     overflow_warning: Throttle = field(default_factory=lambda: Throttle(60.0))
-    tokens: TokenCache = field(default_factory=TokenCache)  # verified tokens, see storage.tokens
 
 
 def state() -> AppState:

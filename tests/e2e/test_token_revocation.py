@@ -1,5 +1,6 @@
-"""Verified tokens are cached per web process; a revocation from the CLI (another process)
-must still refuse the token on the very next request (issue 16)."""
+"""A revocation from the CLI (another process) refuses the token on the very next request,
+in every web worker and over kept-alive connections. A guard for any future token cache
+(issue 16 tried one; it did not pay and was removed: benchmarks/README.md)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def test_revoking_from_the_cli_refuses_a_cached_token_at_once(daemon: Daemon) ->
     token = created.stdout.strip().splitlines()[-1]
     session = requests.Session()
     headers = {"Authorization": f"Bearer {token}"}
-    for n in range(20):  # both web workers verify it, and cache it
+    for n in range(20):  # both web workers verify it
         resp = session.post(
             f"{daemon.url}/components/c/deployments", json={"version": f"1.{n}"}, headers=headers
         )
