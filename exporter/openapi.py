@@ -452,14 +452,8 @@ def _ui_operations() -> dict[str, Any]:
                 "operationId": "signIn",
                 "summary": "Keep a read token in a Secure, HttpOnly, SameSite=Strict cookie",
                 "requestBody": {"required": True, "content": form},
-                # 200: the form again, saying why (an empty or refused token); found by
-                # tests/e2e/test_schemathesis.py, which sends an empty form.
-                "responses": {
-                    "200": sign_in,
-                    "303": see_other,
-                    "401": sign_in,
-                    "403": sign_in,
-                },
+                # 200: the form again, saying why (found by tests/e2e/test_schemathesis.py).
+                "responses": {"200": sign_in, "303": see_other, "401": sign_in, "403": sign_in},
             },
         },
         "/ui/sign-out": {
