@@ -105,6 +105,7 @@ def record(
         forward=state().router,
         natural_key=natural_key,
         delivery=delivery,
+        dora_stages=s.dora_stages,
     )
     if outcome.conflict:
         raise ApiError(
