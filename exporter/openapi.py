@@ -82,6 +82,16 @@ def _event_input(kind: str) -> dict[str, Any]:
         props["stage"] = {**_STR, "description": "e.g. staging; defaults to the configured stage."}
         props["host"] = _STR
         props["release"] = {**_STR, "description": "Name of a release to join (created if new)."}
+        props["commits"] = {
+            "type": "array",
+            "maxItems": 1000,
+            "description": "The commits this deployment brings, for DORA change lead time.",
+            "items": {
+                "type": "object",
+                "required": ["sha", "timestamp"],
+                "properties": {"sha": _STR, "timestamp": _TS},
+            },
+        }
     else:
         props["url"] = {**_STR, "description": "Link to the CI run."}
     return {

@@ -56,8 +56,8 @@ def on_deployment(
     """A stored successful deployment of a DORA stage: extend, append or rebuild rollouts."""
     component, stage, ts = row["component"], row["stage"], row["finished_ts"]
     last = tx.one(
-        "SELECT id, version, last_ts, commit_sha FROM rollouts WHERE component = ? AND stage = ? "
-        "ORDER BY ts DESC LIMIT 1",
+        "SELECT id, version, last_ts, commit_sha, crash_failure_ts FROM rollouts "
+        "WHERE component = ? AND stage = ? ORDER BY ts DESC LIMIT 1",
         [component, stage],
     )
     if last is not None and ts < last[2]:
@@ -67,8 +67,26 @@ def on_deployment(
         _join(tx, last[0], component, stage, row["id"], ts, commits)
     else:
         rollout = _start(tx, component, stage, row, last[3] if last else None, commits, {})
-        observe_recoveries(tx, component, stage, rollout, now)
+        # Only a failure just before it can have ended here: skip the look back otherwise.
+        if last is not None and (
+            last[4] is not None or _rolled_back(tx, rollout) or _has_incident(tx, last[0])
+        ):
+            observe_recoveries(tx, component, stage, rollout, now)
     bump(tx, component, stage)
+
+
+def _rolled_back(tx: Store, rollout_id: str) -> bool:
+    row = tx.one("SELECT is_rollback FROM rollouts WHERE id = ?", [rollout_id])
+    return bool(row and row[0])
+
+
+def _has_incident(tx: Store, rollout_id: str) -> bool:
+    row = tx.one(
+        "SELECT 1 FROM rollout_members m JOIN incidents i ON i.link_deployment_id = m.deployment_id "
+        "WHERE m.rollout_id = ? LIMIT 1",
+        [rollout_id],
+    )
+    return row is not None
 
 
 def _start(
@@ -431,3 +449,12 @@ def histograms(store: Store, *, max_components: int, max_stages: int) -> list[di
     for row in rows:
         row["buckets"] = json.loads(row["buckets"])
     return rows
+
+
+def rollouts_since(store: Store, component: str, stage: str, since: float) -> int:
+    """Rollouts of a series with their time at or after `since` (the deployments badge)."""
+    row = store.one(
+        "SELECT count(*) FROM rollouts WHERE component = ? AND stage = ? AND ts >= ?",
+        [component, stage, since],
+    )
+    return int(row[0]) if row else 0

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 
 from exporter.dora.compute import LONGEST, QUANTILES, SeriesValues, compute
-from exporter.metrics.families import Families, Family
+from exporter.metrics.families import Families, Family, histogram_buckets
 from exporter.settings import Settings
 from storage import dora
 from storage.db import Store
@@ -167,17 +167,8 @@ def fill(
             [component, stage],
             values.unrecovered_failure_age,
         )
-    bounds = [*(_fmt(b) for b in dora.DORA_BUCKETS), "+Inf"]
     for row in dora.histograms(
         db, max_components=settings.max_components, max_stages=settings.max_stages
     ):
-        cumulative = 0
-        buckets = []
-        for bound, n in zip(bounds, row["buckets"], strict=True):
-            cumulative += n
-            buckets.append((bound, cumulative))
+        buckets = histogram_buckets(dora.DORA_BUCKETS, row["buckets"])
         fams.add(_HISTOGRAMS[row["kind"]], [row["component"], row["stage"]], buckets, row["sum"])
-
-
-def _fmt(bound: float) -> str:
-    return str(int(bound)) if bound == int(bound) else str(bound)
