@@ -65,6 +65,8 @@ def on_deployment(
         return
     if last is not None and last[1] == row["version"]:
         _join(tx, last[0], component, stage, row["id"], ts, commits)
+        if not commits:
+            return  # another host of the same rollout: no DORA value changes
     else:
         rollout = _start(tx, component, stage, row, last[3] if last else None, commits, {})
         # Only a failure just before it can have ended here: skip the look back otherwise.
