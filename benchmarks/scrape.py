@@ -12,6 +12,11 @@ round so that machine noise hits every scenario alike:
            connection, as plain text, and as Prometheus asks for it (OpenMetrics + gzip).
 
 Targets (issue 3): 20k series in < 300 ms; 1M stored events within 10% of 10k stored events.
+DORA is on (the default dora_stages, production): every history ends now, so the DORA windows
+hold rollouts; bulk seeding builds the rollouts with storage.dora's own rebuild. The DORA gauges
+are recomputed from rollout rows at most 60 s apart per process: the timed scrapes are the ones
+in between (cache warm); `collect cold` times a scrape by a fresh registry (the once-a-minute
+recomputation, which reads the rollouts of the last 90 days, not the stored events).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import argparse
 import functools
 import http.client
 import json
+import math
 import os
 import random
 import signal
@@ -50,6 +56,7 @@ from prometheus_client import (
 from exporter.metrics.collector import build_registry
 from exporter.names import RESULT_CLASSES, result_class
 from exporter.settings import Settings
+from storage import dora
 from storage.aggregates import DURATION_BUCKETS
 from storage.db import close_thread_stores, open_db
 from storage.events import Limits, record_event
@@ -58,7 +65,8 @@ PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
     "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
 )
-T0 = 1_700_000_000  # integer timestamps and durations: float sums match record_event exactly
+# Histories end now (integer timestamps and durations: float sums match record_event exactly).
+T_END = int(time.time()) - 60
 STEP_SECONDS = 30
 DURATIONS = (3, 20, 45, 90, 200, 400, 700, 1000, 2000, 4000, 8000)  # every bucket, and +Inf
 RESULTS = ("success", "failed")  # both classes seen on every component/stage: a fixed series set
@@ -95,12 +103,16 @@ class Shape:
         return self.components * (self.stages + 1) * len(RESULTS)
 
 
+DORA_SAMPLES = 4 * 4 + 1  # production: 4 windows x (rollouts, failures, ratio, rework) + age
+
+
 def series_per_component(stages: int) -> int:
     """Exported samples per component: deploy total 5 + last 2 + histogram 15 + info 1 + since 1
-    per stage, and build total 5 + last 2 + histogram 15."""
+    per stage, build total 5 + last 2 + histogram 15, and the DORA gauges of production."""
     hist = len(DURATION_BUCKETS) + 1 + 2
     n_results = len(RESULT_CLASSES)
-    return stages * (n_results + len(RESULTS) + hist + 2) + (n_results + len(RESULTS) + hist)
+    deploy = stages * (n_results + len(RESULTS) + hist + 2)
+    return deploy + (n_results + len(RESULTS) + hist) + DORA_SAMPLES
 
 
 def generate(shape: Shape) -> Iterator[Event]:
@@ -124,7 +136,7 @@ def generate(shape: Shape) -> Iterator[Event]:
             stage = "" if kind == "build" else stages[rng.randrange(len(stages))]
             result = RESULTS[0] if rng.random() < 0.9 else RESULTS[1]
         n = seen[(kind, comp, stage)] = seen.get((kind, comp, stage), -1) + 1
-        finished = T0 + i * STEP_SECONDS
+        finished = T_END - (shape.events - i) * STEP_SECONDS
         yield Event(
             kind=kind,
             component=comp,
@@ -281,6 +293,8 @@ def seed_bulk(path: Path, shape: Shape, chunk: int = 50_000) -> None:
             "finished_ts) VALUES (?, ?, ?, ?, ?, ?)",
             [(k, *v) for k, v in last_builds.items()],
         )
+        for component in components:  # rollouts, exactly as ingest builds them
+            dora.rebuild_from(db, component, "production", -math.inf, now)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
 
@@ -311,6 +325,7 @@ def seed_via_api_path(path: Path, shape: Shape) -> None:
             event_id=str(uuid.UUID(int=i + 1)),
             body={},
             limits=limits,
+            dora_stages=Settings().dora_stages,
         )
     db.close()
 
@@ -385,21 +400,40 @@ def floor_registry(shape: Shape) -> CollectorRegistry:
         buckets=DURATION_BUCKETS,
         registry=reg,
     )
+    dora_gauges = [
+        Gauge(name, "d", ["component", "stage", "window"], registry=reg)
+        for name in (
+            "releasebits_dora_deployments",
+            "releasebits_dora_change_failures",
+            "releasebits_dora_change_failure_ratio",
+            "releasebits_dora_rework_ratio",
+        )
+    ]
+    age = Gauge(
+        "releasebits_dora_unrecovered_failure_age_seconds",
+        "d",
+        ["component", "stage"],
+        registry=reg,
+    )
     seen = {result_class(r) for r in RESULTS}
     for c in range(shape.components):
+        for gauge in dora_gauges:
+            for window in ("1d", "7d", "30d", "90d"):
+                gauge.labels(f"service-{c:05d}", "production", window).set(3)
+        age.labels(f"service-{c:05d}", "production").set(0)
         comp = f"service-{c:05d}"
         for stage in STAGES[: shape.stages]:
             for rclass in RESULT_CLASSES:
                 dep_total.labels(comp, stage, rclass).inc(7)
                 if rclass in seen:
-                    dep_last.labels(comp, stage, rclass).set(T0)
+                    dep_last.labels(comp, stage, rclass).set(T_END)
             dep_hist.labels(comp, stage).observe(45)
             info.labels(comp, stage, "1.2.0", "0123456789ab").set(1)
-            since.labels(comp, stage).set(T0)
+            since.labels(comp, stage).set(T_END)
         for rclass in RESULT_CLASSES:
             build_total.labels(comp, rclass).inc(3)
             if rclass in seen:
-                build_last.labels(comp, rclass).set(T0)
+                build_last.labels(comp, rclass).set(T_END)
         build_hist.labels(comp).observe(200)
     return reg
 
@@ -497,7 +531,7 @@ class Scenario:
     sizes: dict[str, int] = field(default_factory=dict)
 
 
-COLUMNS = ("floor", "collect", "http_text", "http_prom")
+COLUMNS = ("floor", "collect", "collect_cold", "http_text", "http_prom")
 
 
 def count_samples(text: bytes, prefix: str = "releasebits_") -> int:
@@ -576,6 +610,10 @@ def main() -> None:
             sc.timers = {
                 "floor": functools.partial(generate_latest, floor),
                 "collect": functools.partial(generate_latest, registry),
+                # A fresh registry has an empty DORA cache: the once-a-minute recomputation.
+                "collect_cold": lambda s=settings: generate_latest(
+                    build_registry(s, process_metrics=False)
+                ),
                 "http_text": text,
                 "http_prom": prom,
             }
@@ -614,6 +652,7 @@ def main() -> None:
     print("ms per scrape, median / p95; series = releasebits_* samples (floor: same label sets)")
     header = (
         f"{'series':>7} {'samples':>7} {'stored events':>13} | {'floor':>13} | {'collect':>13} | "
+        f"{'collect cold':>13} | "
         f"{'HTTP text':>13} | {'HTTP OM+gzip':>13} | {'text KiB':>8} {'gzip KiB':>8}"
     )
     print(header)
@@ -653,6 +692,7 @@ def main() -> None:
         ("collect", "collect"),
         ("http_text", "HTTP text"),
         ("http_prom", "HTTP OM+gzip"),
+        ("collect_cold", "collect cold (informational)"),
     ):
         small_med = summary(target.times[name])[0]
         large_med = summary(large.times[name])[0]

@@ -6,6 +6,7 @@ from flask import Flask
 
 from exporter import meta
 from exporter.badges import routes as badges
+from exporter.dora import routes as incidents
 from exporter.forwarding import routes as deliveries
 from exporter.forwarding.routing import router
 from exporter.ingest import resources
@@ -29,6 +30,7 @@ BLUEPRINTS = (
     deliveries.bp,
     badges.bp,
     receivers.bp,
+    incidents.bp,
 )
 
 

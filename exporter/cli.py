@@ -15,6 +15,7 @@ import click
 
 from exporter import __version__, logsafe
 from exporter.config import load_settings as _load
+from exporter.dora.budget import after_poll
 from exporter.errors import ConfigError
 from exporter.http import make_session
 from exporter.metrics.health import deployed_health
@@ -208,6 +209,7 @@ def poll(names: tuple[str, ...], config: str | None, db: str | None, log_level: 
         click.echo(f"{source.kind} source {source.name!r}: polling ...")
         with make_session() as session:
             report = poll_source(store, source, session, memory=memory)
+        after_poll(store, settings, report, time.time())
         if not report.ok:
             failed += 1
             click.echo(f"  FAILED after {report.duration_seconds:.2f}s: {report.error}")

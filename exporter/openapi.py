@@ -12,6 +12,7 @@ from typing import Any
 
 from exporter.badges import model as badges
 from exporter.badges.routes import COMPONENT_PARAMS, RELEASE_PARAMS
+from exporter.dora.routes import LIST_PARAMS as INCIDENT_LIST_PARAMS
 from exporter.forwarding.routes import LIST_PARAMS as DELIVERY_LIST_PARAMS
 from exporter.forwarding.targets.base import EVENT_TYPES
 from exporter.ingest.resources import COMPONENT_LIST_PARAMS, RELEASE_LIST_PARAMS
@@ -87,6 +88,16 @@ def _event_input(kind: str) -> dict[str, Any]:
         props["stage"] = {**_STR, "description": "e.g. staging; defaults to the configured stage."}
         props["host"] = _STR
         props["release"] = {**_STR, "description": "Name of a release to join (created if new)."}
+        props["commits"] = {
+            "type": "array",
+            "maxItems": 1000,
+            "description": "The commits this deployment brings, for DORA change lead time.",
+            "items": {
+                "type": "object",
+                "required": ["sha", "timestamp"],
+                "properties": {"sha": _STR, "timestamp": _TS},
+            },
+        }
     else:
         props["url"] = {**_STR, "description": "Link to the CI run."}
     return {
@@ -324,6 +335,101 @@ def _delivery_schema() -> dict[str, Any]:
             "created_at": _TS,
             "updated_at": _TS,
             "delivered_at": _NULL_TS,
+        },
+    }
+
+
+def _incident_paths() -> dict[str, Any]:
+    """Incidents of a component: create (idempotent by external_id), resolve, list, get."""
+    body = {"schema": _ref("IncidentInput")}
+    return {
+        "/components/{slug}/incidents": {
+            "parameters": [_SLUG],
+            "post": {
+                "operationId": "createIncident",
+                "summary": "Record an incident (linked at once to the deployment it names, else "
+                "to the rollout current on its stage when it started)",
+                "security": _AUTH,
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": body,
+                        "application/x-www-form-urlencoded": body,
+                    },
+                },
+                "responses": {
+                    "201": _json("Created.", "Incident"),
+                    "200": _json("An incident with this external_id existed; updated.", "Incident"),
+                    **_WRITE_ERRORS,
+                },
+            },
+            **_list_op(
+                "listIncidents",
+                "Incidents, newest first",
+                "incidents",
+                "Incident",
+                INCIDENT_LIST_PARAMS,
+            ),
+        },
+        "/components/{slug}/incidents/{incident_id}": {
+            "parameters": [_SLUG, _path("incident_id")],
+            "patch": {
+                "operationId": "resolveIncident",
+                "summary": "Resolve an incident (resolved_at, default now)",
+                "security": _AUTH,
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/json": {
+                            "schema": {"type": "object", "properties": {"resolved_at": _TS}}
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json("The incident.", "Incident"),
+                    "404": _err("Unknown incident."),
+                    **_WRITE_ERRORS,
+                },
+            },
+            **_one_op("getIncident", "One incident", "Incident", "incident"),
+        },
+    }
+
+
+def _incident_schemas() -> dict[str, Any]:
+    text = {"type": "string"}
+    return {
+        "IncidentInput": {
+            "type": "object",
+            "required": ["started_at"],
+            "properties": {
+                "stage": {**text, "description": "Defaults to the configured default_stage."},
+                "started_at": _TS,
+                "resolved_at": _TS,
+                "title": text,
+                "url": text,
+                "external_id": {**text, "description": "Your id; a second POST with it updates."},
+                "deployment_id": {**text, "description": "The deployment that caused it."},
+            },
+        },
+        "Incident": {
+            "type": "object",
+            "properties": {
+                "id": text,
+                "component": text,
+                "stage": text,
+                "external_id": _NULL_STR,
+                "title": _NULL_STR,
+                "url": _NULL_STR,
+                "deployment_id": _NULL_STR,
+                "linked_deployment_id": {
+                    **_NULL_STR,
+                    "description": "The deployment (of a rollout) it counts against; set once.",
+                },
+                "started_at": _TS,
+                "resolved_at": _NULL_TS,
+                "source": {"enum": ["api", "cdevents"]},
+            },
         },
     }
 
@@ -618,6 +724,7 @@ def _schemas() -> dict[str, Any]:
                 "next": {**_STR, "description": "A path on this server to go to afterwards."},
             },
         },
+        **_incident_schemas(),
     }
 
 
@@ -637,6 +744,7 @@ def openapi_document(version: str) -> dict[str, Any]:
             **_event_paths("build"),
             **_delivery_paths(),
             **_webhook_paths(),
+            **_incident_paths(),
             **_badge_paths(),
             **_resource_paths(),
             **_ui_paths(),

@@ -105,11 +105,13 @@ def _child_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     values = asdict(settings)
     for setting in SETTINGS:
-        env[setting.env] = (
-            str(values[setting.name]).lower()
-            if isinstance(values[setting.name], bool)
-            else str(values[setting.name])
-        )
+        value = values[setting.name]
+        if isinstance(value, bool):
+            env[setting.env] = str(value).lower()
+        elif isinstance(value, tuple | list):  # lists travel comma-separated
+            env[setting.env] = ",".join(str(v) for v in value)
+        else:
+            env[setting.env] = str(value)
     if settings.config_file:
         env["RELEASEBITS_CONFIG"] = settings.config_file
     return env

@@ -104,6 +104,14 @@ def _stage(name: str, value: Any) -> str:
     return text
 
 
+def _stages(name: str, value: Any) -> tuple[str, ...]:
+    """A list of stage names: a TOML array, or comma-separated in the environment."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not items:
+        raise ConfigError(f"{name}: expected a list of stage names, got {value!r}")
+    return tuple(_stage(name, item) for item in items)
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("host", "127.0.0.1", _str, "Address the HTTP server binds to (0.0.0.0 for all)."),
     Setting("port", 8080, _int(1, 65535), "TCP port of the HTTP server."),
@@ -192,6 +200,19 @@ SETTINGS: tuple[Setting, ...] = (
         _ratio,
         "Crash-free sessions ratio a deployed version should reach when its source sets no "
         "stability target (Bugsnag projects can); alerts and badges compare against it.",
+    ),
+    Setting(
+        "crash_free_critical",
+        0.98,
+        _ratio,
+        "Crash-free sessions ratio below which a deployed version counts as a change failure "
+        "when its source sets no critical stability (Bugsnag projects can).",
+    ),
+    Setting(
+        "dora_stages",
+        ("production",),
+        _stages,
+        "Stages whose rollouts the DORA metrics count (comma-separated in the environment).",
     ),
     Setting(
         "worker_heartbeat_seconds",
@@ -316,6 +337,8 @@ class Settings:
     idempotency_ttl_hours: int = _default("idempotency_ttl_hours")
     release_health_max_releases: int = _default("release_health_max_releases")
     crash_free_target: float = _default("crash_free_target")
+    crash_free_critical: float = _default("crash_free_critical")
+    dora_stages: tuple[str, ...] = _default("dora_stages")
     worker_heartbeat_seconds: int = _default("worker_heartbeat_seconds")
     forward_give_up_hours: float = _default("forward_give_up_hours")
     forward_retry_base_seconds: float = _default("forward_retry_base_seconds")

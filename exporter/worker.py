@@ -13,6 +13,7 @@ from typing import Any
 import requests
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from exporter.dora.budget import after_poll
 from exporter.forwarding.deliverer import Deliverer
 from exporter.http import make_session
 from exporter.pollers.jobs import ErrorMemory, poll_source
@@ -79,7 +80,8 @@ class Worker:
         if session is None:
             session = self.sessions[name] = make_session()
         try:
-            poll_source(self.store(), source, session, memory=self.memory)
+            report = poll_source(self.store(), source, session, memory=self.memory)
+            after_poll(self.store(), self.settings, report, time.time())
         except Exception:  # storage failed while recording
             log.exception("poll of source %r could not be recorded", name)
 

@@ -32,18 +32,23 @@ def add_event(tx: Store, kind: str, row: dict[str, Any]) -> None:
         _advance_last_build(tx, row)
 
 
-def add_duration(tx: Store, kind: str, component: str, stage: str, duration: float) -> None:
-    """One more observation in the duration histogram of a kind, component and stage."""
+def add_duration(
+    tx: Store,
+    kind: str,
+    component: str,
+    stage: str,
+    duration: float,
+    bounds: tuple[float, ...] = DURATION_BUCKETS,
+) -> None:
+    """One more observation in the histogram of a kind (deployment, build, or a DORA
+    histogram with its own `bounds`), component and stage."""
     found = tx.one(
         "SELECT buckets, sum, count FROM duration_stats "
         "WHERE kind = ? AND component = ? AND stage = ?",
         [kind, component, stage],
     )
-    buckets = json.loads(found[0]) if found else [0] * (len(DURATION_BUCKETS) + 1)
-    index = next(
-        (i for i, bound in enumerate(DURATION_BUCKETS) if duration <= bound),
-        len(DURATION_BUCKETS),
-    )
+    buckets = json.loads(found[0]) if found else [0] * (len(bounds) + 1)
+    index = next((i for i, bound in enumerate(bounds) if duration <= bound), len(bounds))
     buckets[index] += 1
     tx.execute(
         "INSERT INTO duration_stats (kind, component, stage, buckets, sum, count) "
@@ -138,7 +143,9 @@ def snapshot(
     with store.snapshot():
         stats = store.query("SELECT t.* FROM event_stats t" + tracked, params)
         durations = store.query(
-            "SELECT t.* FROM duration_stats t" + tracked + " ORDER BY t.component, t.stage", params
+            "SELECT t.* FROM duration_stats t" + tracked + " AND t.kind IN ('deployment', 'build')"
+            " ORDER BY t.component, t.stage",
+            params,
         )
         for row in durations if buckets else ():
             row["buckets"] = json.loads(row["buckets"])

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from storage import aggregates, feeds, outbox, releases
+from storage import aggregates, dora, feeds, outbox, releases
 from storage import idempotency as idempotency_keys
 from storage.db import Store
 from storage.feeds import Delivery
@@ -54,6 +54,7 @@ def record_event(
     forward: outbox.Router | None = None,
     natural_key: str | None = None,
     delivery: Delivery | None = None,
+    dora_stages: tuple[str, ...] = (),
 ) -> Outcome:
     """Insert one validated event and update every aggregate in a single committed transaction.
 
@@ -63,6 +64,7 @@ def record_event(
     `natural_key` (a webhook's deployment or run id) makes a second final status of the same
     deployment answer 200 with the first one's id: the first final status stands, and only a
     start time it lacked is filled in. `delivery` dedupes and counts a webhook delivery.
+    A successful deployment to one of `dora_stages` updates the rollouts (storage.dora).
     """
     now = time.time()
 
@@ -83,6 +85,8 @@ def record_event(
             )
             row = _insert(tx, kind, component, event, event_id, forward, now)
             aggregates.add_event(tx, kind, row)
+            if kind == "deployment" and row["stage"] in dora_stages:
+                _rollouts(tx, row, event, now)
             if forward is not None:
                 outbox.enqueue(tx, kind, event_id, component, forward(kind, component, event), now)
             if natural_key is not None:
@@ -93,6 +97,11 @@ def record_event(
         return outcome
 
     return store.write(work)
+
+
+def _rollouts(tx: Store, row: dict[str, Any], event: dict[str, Any], now: float) -> None:
+    if row["result_class"] == "success":
+        dora.on_deployment(tx, row, event.get("commits"), now)
 
 
 def _existing(tx: Store, kind: str, key: str, event: dict[str, Any]) -> Outcome | None:
@@ -236,6 +245,8 @@ def _insert(
         row["stage"] = event.get("stage") or ""
         row["host"] = event.get("host")
         row["rollback"] = 1 if event.get("rollback") else 0  # a CDEvents service.rolledback
+        commits = event.get("commits")
+        row["commits"] = json.dumps(commits) if commits is not None else None
         release = event.get("release")
         row["release_id"] = releases.ensure_release(tx, release, forward)[0] if release else None
     else:

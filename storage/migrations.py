@@ -304,3 +304,74 @@ CREATE INDEX builds_recent ON builds(finished_ts, seq);
 def m008_ui(db: sqlite_utils.Database) -> None:
     """Indexes for the status page's newest-first feed across components."""
     db.executescript(_M008)
+
+
+_M005 = """
+-- DORA: rollouts (a version reaching a component and stage, however many hosts), maintained in
+-- each event's transaction and read at scrape time.
+ALTER TABLE deployments ADD COLUMN commits TEXT;     -- JSON [{sha, ts}] of the API's `commits`
+CREATE TABLE rollouts (
+    id TEXT PRIMARY KEY,
+    component TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    version TEXT NOT NULL,
+    commit_sha TEXT,
+    ts REAL NOT NULL,                -- finished_at of its first deployment: the rollout's time
+    last_ts REAL NOT NULL,           -- finished_at of its newest deployment
+    first_deployment_id TEXT NOT NULL,
+    is_rollback INTEGER NOT NULL,    -- its version was rolled out before (or CDEvents rolledback)
+    crash_failure_ts REAL,           -- polled below critical stability while current
+    recovery_observed INTEGER NOT NULL DEFAULT 0  -- counted in the recovery histogram
+);
+CREATE INDEX rollouts_by_series ON rollouts(component, stage, ts);
+CREATE INDEX rollouts_by_version ON rollouts(component, stage, version, ts);
+CREATE TABLE rollout_members (
+    deployment_id TEXT PRIMARY KEY,
+    rollout_id TEXT NOT NULL
+);
+CREATE INDEX rollout_members_by_rollout ON rollout_members(rollout_id);
+CREATE TABLE rollout_commits (       -- each commit, the first time a rollout brings it to a stage
+    component TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    sha TEXT NOT NULL,
+    rollout_id TEXT NOT NULL,
+    lead_seconds REAL NOT NULL,      -- rollout time - commit time (only > 0 counts)
+    PRIMARY KEY (component, stage, sha)
+);
+CREATE INDEX rollout_commits_by_rollout ON rollout_commits(rollout_id);
+CREATE TABLE lead_time_observed (    -- commits already counted in the lead-time histogram
+    component TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    sha TEXT NOT NULL,
+    PRIMARY KEY (component, stage, sha)
+);
+ALTER TABLE incidents ADD COLUMN link_deployment_id TEXT;  -- set once, when the incident arrives
+CREATE INDEX incidents_by_link ON incidents(link_deployment_id);
+CREATE TABLE dora_generations (      -- bumped when a series' DORA rows change (scrape cache key)
+    component TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    gen INTEGER NOT NULL,
+    PRIMARY KEY (component, stage)
+);
+-- Error budgets: session counters of the deployed release, each poll bucket counted once.
+CREATE TABLE budget_counters (
+    component TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    source TEXT NOT NULL,
+    sessions INTEGER NOT NULL DEFAULT 0,
+    crashed INTEGER NOT NULL DEFAULT 0,
+    watermark REAL,                  -- end of the newest bucket counted (Sentry)
+    release TEXT,                    -- release whose cumulative totals were seen last (Bugsnag)
+    seen_sessions INTEGER,
+    seen_crashed INTEGER,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (component, stage, source)
+);
+"""
+
+
+@migrations()
+def m005_dora(db: sqlite_utils.Database) -> None:
+    """Rollouts, their commits and incident links, DORA cache generations, error-budget
+    counters (the DORA histograms live in duration_stats under their own kinds)."""
+    db.executescript(_M005)

@@ -25,6 +25,9 @@ class HealthRow:
     crash_free_users: float | None
     sessions_by_status: dict[str, int] = field(default_factory=dict)
     released_at: float | None = None
+    # Completed buckets of the poll (start, end, sessions, crashed), for the error-budget
+    # counters; not stored here (storage.budgets counts each once).
+    buckets: tuple[tuple[float, float, int, int], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -364,6 +364,7 @@ def test_compose_wires_releasebits_prometheus_and_grafana() -> None:
     dashboards_dir = mounts[provider["options"]["path"]]
     assert sorted(p.name for p in dashboards_dir.glob("*.json")) == [
         "releasebits-deployments.json",
+        "releasebits-dora.json",
         "releasebits-release-health.json",
     ]
     home = Path(grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])
@@ -383,5 +384,6 @@ def test_compose_prometheus_config_and_rules_pass_promtool() -> None:
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    assert "SUCCESS: 1 rule files found" in output
+    rule_files = len(list((ROOT / "prometheus" / "rules").glob("*.yml")))
+    assert f"SUCCESS: {rule_files} rule files found" in output
     assert "rules found" in output

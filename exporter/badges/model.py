@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from exporter.dora.compute import LONGEST, compute
 from exporter.errors import ValidationError
 from exporter.metrics.health import (
     DeployedHealth,
@@ -19,10 +20,20 @@ from exporter.metrics.health import (
 )
 from exporter.names import STAGE_RE, normalize_slug
 from exporter.settings import Settings
-from storage import components, events, release_health, releases
+from storage import components, dora, events, release_health, releases
 from storage.db import Store
 
-COMPONENT_KINDS = ("version", "build", "crash-free", "deployments", "last-deploy")
+COMPONENT_KINDS = (
+    "version",
+    "build",
+    "crash-free",
+    "deployments",
+    "last-deploy",
+    "lead-time",
+    "change-failure-rate",
+    "recovery-time",
+)
+DORA_KINDS = ("lead-time", "change-failure-rate", "recovery-time")
 RELEASE_KINDS = ("crash-free", "deployments", "last-deploy")
 STYLES = ("flat", "flat-square", "plastic", "for-the-badge")
 PERIODS = {"day": 86_400, "week": 7 * 86_400, "month": 30 * 86_400}
@@ -202,7 +213,11 @@ _LABELS = {
     "crash-free": "crash-free",
     "deployments": "deployments",
     "last-deploy": "last deploy",
+    "lead-time": "lead time",
+    "change-failure-rate": "change failure rate",
+    "recovery-time": "recovery time",
 }
+_WINDOW_OF_PERIOD = {"day": "1d", "week": "7d", "month": "30d"}
 
 
 @dataclass(frozen=True)
@@ -230,16 +245,15 @@ def component_badge(q: Query, raw_slug: str, kind: str) -> Badge:
     if not STAGE_RE.fullmatch(raw_stage):
         return not_found(label)
     stage = raw_stage
-    if kind == "deployments":
-        if not components.exists(db, slug):
-            return not_found(label)
-        period = (args.get("period") or "week").strip().lower()
-        if period not in PERIODS:
+    if kind == "deployments" or kind in DORA_KINDS:
+        period = (args.get("period") or ("week" if kind == "deployments" else "month")).strip()
+        if period.lower() not in PERIODS:
             return Badge(label, "invalid period", "lightgrey", is_error=True)
         if not components.has_stage(db, slug, stage):
             return not_found(label)
-        count = components.versions_deployed_since(db, slug, stage, now - PERIODS[period])
-        return Badge(label, f"{count}/{period}", "blue" if count else "lightgrey")
+        if kind in DORA_KINDS:
+            return _dora_badge(q, slug, stage, kind, period.lower())
+        return _deployments_badge(q, slug, stage, period.lower())
     # A stage with deployments implies the component: one query answers both.
     if not components.has_stage(db, slug, stage):
         return not_found(label)
@@ -252,6 +266,59 @@ def component_badge(q: Query, raw_slug: str, kind: str) -> Badge:
         age = now - float(current["finished_ts"])
         return Badge(label, format_age(age), age_color(age))
     return _crash_free_badge(db, settings, slug, stage, args.get("source"))
+
+
+def _deployments_badge(q: Query, slug: str, stage: str, period: str) -> Badge:
+    """Rollouts in the period (a version reaching the stage, however many hosts) for a DORA
+    stage; distinct versions deployed successfully for other stages."""
+    since = q.now - PERIODS[period]
+    if stage in q.settings.dora_stages:
+        count = dora.rollouts_since(q.db, slug, stage, since)
+    else:
+        count = components.versions_deployed_since(q.db, slug, stage, since)
+    return Badge("deployments", f"{count}/{period}", "blue" if count else "lightgrey")
+
+
+def format_duration(seconds: float) -> str:
+    """'45 minutes', '5.5 hours', '3 days', '2.1 weeks': one unit, at most one decimal."""
+    for size, name in ((7 * 86_400, "weeks"), (86_400, "days"), (3_600, "hours")):
+        if seconds >= size:
+            value = f"{seconds / size:.1f}".removesuffix(".0")
+            return f"{value} {name[:-1] if value == '1' else name}"
+    minutes = max(round(seconds / 60), 1)
+    return f"{minutes} minute{'' if minutes == 1 else 's'}"
+
+
+# DORA's bands: (upper bound, colour); past the last bound: red.
+_LEAD_BANDS = ((86_400, "brightgreen"), (7 * 86_400, "green"), (30 * 86_400, "yellow"))
+_RECOVERY_BANDS = ((3_600, "brightgreen"), (86_400, "green"), (7 * 86_400, "yellow"))
+_FAILURE_BANDS = ((0.05, "brightgreen"), (0.2, "green"), (0.4, "yellow"))
+
+
+def _band(value: float, bands: tuple[tuple[float, str], ...]) -> str:
+    return next((color for bound, color in bands if value <= bound), "red")
+
+
+def _dora_badge(q: Query, slug: str, stage: str, kind: str, period: str) -> Badge:
+    """Median lead time, change failure rate or median recovery time of the period's window."""
+    label = _LABELS[kind]
+    if stage not in q.settings.dora_stages:
+        return not_found(label)
+    since = q.now - LONGEST
+    values = compute(
+        dora.series(q.db, slug, stage, since), dora.lead_times(q.db, slug, stage, since), q.now
+    )
+    w = values.windows[_WINDOW_OF_PERIOD[period]]
+    if kind == "change-failure-rate":
+        if w.change_failure_ratio is None:
+            return no_data(label)
+        ratio = w.change_failure_ratio
+        return Badge(label, f"{round(ratio * 100)}%", _band(ratio, _FAILURE_BANDS))
+    quantiles = w.lead_time if kind == "lead-time" else w.recovery_time
+    if 0.5 not in quantiles:
+        return no_data(label)
+    bands = _LEAD_BANDS if kind == "lead-time" else _RECOVERY_BANDS
+    return Badge(label, format_duration(quantiles[0.5]), _band(quantiles[0.5], bands))
 
 
 def _build_badge(db: Store, slug: str) -> Badge:

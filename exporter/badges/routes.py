@@ -78,7 +78,12 @@ LOOK = (
 COMPONENT_PARAMS = (
     Param("stage", description="Default: default_stage."),
     Param("source", description="crash-free: the source."),
-    Param("period", enum(*badges.PERIODS), "deployments: the period counted."),
+    Param(
+        "period",
+        enum(*badges.PERIODS),
+        "deployments (default week), lead-time, change-failure-rate, recovery-time (default "
+        "month): the period counted.",
+    ),
     *LOOK,
 )
 RELEASE_PARAMS = (Param("source"), Param("environment"), *LOOK)

@@ -131,6 +131,7 @@ def record(
         forward=app.router,
         natural_key=natural_key,
         delivery=delivery,
+        dora_stages=s.dora_stages,
     )
     if outcome.conflict:
         raise ApiError(

@@ -71,6 +71,9 @@ def _text(
     return value
 
 
+text_field = _text  # the same rules for the fields of other resources (incidents)
+
+
 def _clean(text: str) -> bool:
     """No NUL bytes and no lone surrogates (JSON can smuggle "\\ud800"; it cannot be stored
     as UTF-8 nor written into the exposition)."""
@@ -109,7 +112,16 @@ def _check_json_strings(value: Any) -> bool:
 
 
 COMMON_FIELDS = ("version", "result", "started_at", "finished_at", "commit_sha", "branch", "tag")
-DEPLOYMENT_FIELDS = (*COMMON_FIELDS, "stage", "host", "code_name", "meta_data", "release")
+DEPLOYMENT_FIELDS = (
+    *COMMON_FIELDS,
+    "stage",
+    "host",
+    "code_name",
+    "meta_data",
+    "release",
+    "commits",
+)
+MAX_COMMITS = 1000
 BUILD_FIELDS = (*COMMON_FIELDS, "url", "code_name", "meta_data")
 
 
@@ -135,6 +147,7 @@ def validate_event(
         out["host"] = _text(fields, "host", data.get("host"))
         out["release"] = _text(fields, "release", data.get("release"))
         out["stage"] = _stage(fields, data.get("stage")) or default_stage
+        out["commits"] = _commits(fields, data.get("commits"))
     else:
         out["url"] = _text(fields, "url", data.get("url"), limit=2048)
     out["meta_data"] = _meta_data(fields, data.get("meta_data"), MAX_META_BYTES)
@@ -146,6 +159,43 @@ def validate_event(
     out["result_class"] = result_class(out["result"])
     ignored = sorted(k for k in data if k not in allowed and k != "access_token")
     return out, ignored
+
+
+def _commits(fields: dict[str, str], value: Any) -> list[dict[str, Any]] | None:
+    """The optional `commits` of a deployment: [{"sha", "timestamp"}], at most MAX_COMMITS
+    (a longer list is refused: send the newest ones). Stored as [{"sha", "ts"}]."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        fields["commits"] = "must be a list of {sha, timestamp} objects"
+        return None
+    if len(value) > MAX_COMMITS:
+        fields["commits"] = f"at most {MAX_COMMITS} commits; send the newest {MAX_COMMITS}"
+        return None
+    out: list[dict[str, Any]] = []
+    for i, item in enumerate(value):
+        sha = _text(
+            fields,
+            f"commits[{i}].sha",
+            item.get("sha") if isinstance(item, dict) else None,
+            required=True,
+            limit=128,
+        )
+        raw = _text(
+            fields,
+            f"commits[{i}].timestamp",
+            item.get("timestamp") if isinstance(item, dict) else None,
+            required=True,
+            limit=64,
+        )
+        if sha is None or raw is None:
+            return None
+        try:
+            out.append({"sha": sha, "ts": parse_timestamp(raw).timestamp()})
+        except ValueError:
+            fields[f"commits[{i}].timestamp"] = "must be an ISO 8601 timestamp"
+            return None
+    return out
 
 
 def _stage(fields: dict[str, str], value: Any) -> str | None:

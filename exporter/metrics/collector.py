@@ -17,13 +17,19 @@ from prometheus_client import (
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from exporter.metrics import events, forwarding, health, receivers
+from exporter.metrics import dora, events, forwarding, health, receivers
 from exporter.metrics.families import Families
 from exporter.settings import Settings
 from storage.aggregates import snapshot
 from storage.db import thread_store
 
-FAMILIES = (*events.FAMILIES, *health.FAMILIES, *forwarding.FAMILIES, *receivers.FAMILIES)
+FAMILIES = (
+    *events.FAMILIES,
+    *health.FAMILIES,
+    *forwarding.FAMILIES,
+    *receivers.FAMILIES,
+    *dora.FAMILIES,
+)
 
 
 class ReleaseBitsCollector(Collector):
@@ -31,6 +37,7 @@ class ReleaseBitsCollector(Collector):
 
     def __init__(self, settings: Settings, registry: CollectorRegistry | None = None):
         self._settings = settings
+        self._dora = dora.DoraCache()
         if registry is not None:
             registry.register(self)
 
@@ -45,6 +52,7 @@ class ReleaseBitsCollector(Collector):
         health.fill(fams, db, s)
         forwarding.fill(fams, db, s)
         receivers.fill(fams, db, s)
+        dora.fill(fams, db, s, self._dora)
         yield from fams
 
 

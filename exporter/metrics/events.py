@@ -11,7 +11,7 @@ from __future__ import annotations
 import platform
 
 from exporter import __version__
-from exporter.metrics.families import Families, Family
+from exporter.metrics.families import Families, Family, histogram_buckets
 from exporter.names import RESULT_CLASSES
 from storage.aggregates import Snapshot
 
@@ -104,13 +104,8 @@ def fill(fams: Families, snap: Snapshot) -> None:
         "releasebits", [], {"version": __version__, "python_version": platform.python_version()}
     )
     _fill_counts(fams, snap)
-    bounds = [*(_fmt(b) for b in snap.buckets), "+Inf"]
     for row in snap.durations:
-        cumulative = 0
-        buckets: list[tuple[str, float]] = []
-        for bound, n in zip(bounds, row["buckets"], strict=True):
-            cumulative += n
-            buckets.append((bound, cumulative))
+        buckets = histogram_buckets(snap.buckets, row["buckets"])
         fams.add(_HISTOGRAMS[row["kind"]], _labels(row), buckets, row["sum"])
     for row in snap.current_versions:
         labels = [row["component"], row["stage"]]
@@ -150,7 +145,3 @@ def _fill_counts(fams: Families, snap: Snapshot) -> None:
             fams.add(total, [*labels, rclass], count)
             if last_ts is not None:
                 fams.add(last, [*labels, rclass], last_ts)
-
-
-def _fmt(bound: float) -> str:
-    return str(int(bound)) if bound == int(bound) else str(bound)

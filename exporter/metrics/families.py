@@ -56,3 +56,14 @@ class Families:
 
     def __iter__(self) -> Iterator[Metric]:
         return iter(self._by_name.values())
+
+
+def histogram_buckets(bounds: tuple[float, ...], counts: list[int]) -> list[tuple[str, float]]:
+    """(le, cumulative count) pairs of a stored histogram (per-bucket counts, +Inf last)."""
+    labels = [*(str(int(b)) if b == int(b) else str(b) for b in bounds), "+Inf"]
+    out: list[tuple[str, float]] = []
+    total = 0
+    for le, n in zip(labels, counts, strict=True):
+        total += n
+        out.append((le, total))
+    return out

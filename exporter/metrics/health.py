@@ -9,8 +9,8 @@ from typing import Any
 
 from exporter.metrics.families import Families, Family
 from exporter.settings import Settings
+from storage import budgets, release_health
 from storage import components as components_store
-from storage import release_health
 from storage.db import Store
 
 
@@ -28,6 +28,7 @@ class DeployedHealth:
     crash_free_sessions: float | None
     crash_free_users: float | None
     target: float  # the source's stability target for the project, else crash_free_target
+    critical: float  # the source's critical stability, else crash_free_critical
     previous_version: str | None = None  # deployed before `version` became current
     previous_release: str | None = None
     previous_crash_free_sessions: float | None = None
@@ -43,6 +44,7 @@ def deployed_health(
     *,
     targets: Mapping[tuple[str, str], float | None] | None = None,
     polled: Mapping[release_health.HealthKey, Mapping[str, Any]] | None = None,
+    criticals: Mapping[tuple[str, str], float | None] | None = None,
 ) -> list[DeployedHealth]:
     """Health of `version` (default: the current one) of component/stage from each mapped source.
 
@@ -63,15 +65,14 @@ def deployed_health(
             db, component, stage, version, float(current["since_ts"])
         )
     target_by_key = targets if targets is not None else stability_targets(db)
+    critical_by_key = criticals if criticals is not None else critical_levels(db)
     out = []
     for source, src in sorted(mapping.sources.items()):
-        release = src.release_name(component, version)
         environment = mapping.environment(stage, source)
+        release = src.release_name(component, version)
         where = (source, src.project, environment)
-        row = _polled(db, polled, where, release)
         prev_release = src.release_name(component, previous) if previous else None
-        prev = _polled(db, polled, where, prev_release)
-        target = target_by_key.get((source, src.project))
+        row, prev = (_polled(db, polled, where, name) for name in (release, prev_release))
         out.append(
             DeployedHealth(
                 component=component,
@@ -83,7 +84,10 @@ def deployed_health(
                 release=release,
                 crash_free_sessions=row["crash_free_sessions"] if row else None,
                 crash_free_users=row["crash_free_users"] if row else None,
-                target=crash_free_target(target, settings),
+                target=crash_free_target(target_by_key.get((source, src.project)), settings),
+                critical=_or(
+                    critical_by_key.get((source, src.project)), settings.crash_free_critical
+                ),
                 previous_version=previous,
                 previous_release=prev_release,
                 previous_crash_free_sessions=prev["crash_free_sessions"] if prev else None,
@@ -115,6 +119,18 @@ def stability_targets(
     release_health.targets when the caller has read them already)."""
     rows = rows if rows is not None else release_health.targets(db)
     return {(t["source"], t["project"]): t["target_stability"] for t in rows}
+
+
+def critical_levels(
+    db: Store, rows: list[dict[str, Any]] | None = None
+) -> dict[tuple[str, str], float | None]:
+    """Each (source, project)'s critical stability as the source reports it (Bugsnag)."""
+    rows = rows if rows is not None else release_health.targets(db)
+    return {(t["source"], t["project"]): t["critical_stability"] for t in rows}
+
+
+def _or(value: float | None, default: float) -> float:
+    return value if value is not None else default
 
 
 def crash_free_target(target: float | None, settings: Settings) -> float:
@@ -192,6 +208,27 @@ FAMILIES = (
         ("component", "stage", "source"),
     ),
     Family(
+        "releasebits_deployed_crash_free_critical_ratio",
+        "gauge",
+        "Below this crash-free ratio the deployed version counts as a change failure: the source "
+        "project's critical stability, else the crash_free_critical setting.",
+        ("component", "stage", "source"),
+    ),
+    Family(
+        "releasebits_deployed_sessions_total",
+        "counter",
+        "Sessions of the release deployed to a component and stage, per source, from completed "
+        "poll buckets, each counted once (for ratio SLOs: crashed / sessions).",
+        ("component", "stage", "source"),
+    ),
+    Family(
+        "releasebits_deployed_crashed_sessions_total",
+        "counter",
+        "Crashed sessions (Sentry crashed, Bugsnag unhandled) of the deployed release, counted "
+        "like releasebits_deployed_sessions_total.",
+        ("component", "stage", "source"),
+    ),
+    Family(
         "releasebits_source_up",
         "gauge",
         "1 if the last poll of this source and project succeeded, else 0.",
@@ -230,8 +267,15 @@ def fill(fams: Families, db: Store, settings: Settings) -> None:
             fams.add("releasebits_project_stability_target_ratio", key, row["target_stability"])
         if row["critical_stability"] is not None:
             fams.add("releasebits_project_critical_stability_ratio", key, row["critical_stability"])
-    _fill_deployed(fams, db, settings, configured, stability_targets(db, targets))
+    _fill_deployed(
+        fams, db, settings, configured, stability_targets(db, targets), critical_levels(db, targets)
+    )
     _fill_status(fams, db, settings)
+    for row in budgets.counters(db):
+        if row["source"] in configured:
+            key = [str(row["component"]), str(row["stage"]), str(row["source"])]
+            fams.add("releasebits_deployed_sessions_total", key, row["sessions"])
+            fams.add("releasebits_deployed_crashed_sessions_total", key, row["crashed"])
 
 
 def _fill_releases(fams: Families, db: Store, settings: Settings, configured: set[str]) -> None:
@@ -262,17 +306,24 @@ def _fill_deployed(
     settings: Settings,
     configured: set[str],
     targets: Mapping[tuple[str, str], float | None],
+    criticals: Mapping[tuple[str, str], float | None],
 ) -> None:
     polled = release_health.by_key(db)
     for row in components_store.current_versions_of(db, sorted(settings.components)):
-        stage = row["stage"]
         for h in deployed_health(
-            db, settings, row["component"], stage, targets=targets, polled=polled
+            db,
+            settings,
+            row["component"],
+            row["stage"],
+            targets=targets,
+            polled=polled,
+            criticals=criticals,
         ):
             if h.source not in configured:
                 continue
             key = [h.component, h.stage, h.source]
             fams.add("releasebits_deployed_crash_free_target_ratio", key, h.target)
+            fams.add("releasebits_deployed_crash_free_critical_ratio", key, h.critical)
             if h.crash_free_sessions is not None:
                 fams.add(
                     "releasebits_deployed_crash_free_sessions_ratio",

@@ -8,6 +8,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -82,6 +83,7 @@ class SentryReleaseHealth:
     crash_free_sessions: float | None  # 0..1; None when undefined (no sessions), never 0
     crash_free_users: float | None
     sessions_by_status: dict[str, int] = field(default_factory=dict)
+    buckets: tuple[tuple[float, float, int, int], ...] = ()  # completed: start, end, all, crashed
 
     def row(self, source: str) -> HealthRow:
         return HealthRow(
@@ -94,6 +96,7 @@ class SentryReleaseHealth:
             crash_free_sessions=self.crash_free_sessions,
             crash_free_users=self.crash_free_users,
             sessions_by_status=dict(self.sessions_by_status),
+            buckets=self.buckets,
         )
 
 
@@ -117,7 +120,9 @@ def query_params(source: SentrySource, *, by_status: bool) -> list[tuple[str, st
         *(("environment", e) for e in source.environments),
         ("statsPeriod", source.window),
         ("interval", source.interval),
-        ("includeSeries", "0"),
+        # The per-status counts come per bucket too: the error-budget counters add each
+        # completed bucket once.
+        ("includeSeries", "1" if by_status else "0"),
         ("per_page", str(source.per_page)),
     ]
 
@@ -152,8 +157,52 @@ def fetch_sessions(
     return SentrySessionsPayloads(totals=totals, by_status=by_status, requests=client.request_count)
 
 
+def parse_buckets(
+    status_payload: Any, interval_seconds: float, now: float
+) -> dict[tuple[int, str, str], tuple[tuple[float, float, int, int], ...]]:
+    """Completed buckets per (project, release, environment) of the per-status answer: (start,
+    end, sessions, crashed). The last bucket is still filling (the API extends `end` over it),
+    so a bucket counts only once it ended before `now`."""
+    if not isinstance(status_payload, dict) or not isinstance(
+        status_payload.get("intervals"), list
+    ):
+        return {}
+    starts = [_interval_start(v) for v in status_payload["intervals"]]
+    sums: dict[tuple[int, str, str], list[list[int]]] = {}
+    for group in status_payload.get("groups") or []:
+        by = group.get("by") if isinstance(group, dict) else None
+        series = group.get("series") if isinstance(group, dict) else None
+        key = _key(by) if isinstance(by, dict) else None
+        counts = series.get("sum(session)") if isinstance(series, dict) else None
+        if key is None or not isinstance(counts, list) or len(counts) != len(starts):
+            continue
+        crashed = isinstance(by, dict) and by.get("session.status") == "crashed"
+        acc = sums.setdefault(key, [[0, 0] for _ in starts])
+        for i, n in enumerate(counts):
+            value = int(n) if isinstance(n, int | float) and not isinstance(n, bool) else 0
+            acc[i][0] += value
+            acc[i][1] += value if crashed else 0
+    return {
+        key: tuple(
+            (start, start + interval_seconds, total, crash)
+            for start, (total, crash) in zip(starts, acc, strict=True)
+            if start is not None and start + interval_seconds <= now
+        )
+        for key, acc in sums.items()
+    }
+
+
+def _interval_start(value: Any) -> float | None:
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 def parse_sessions(
-    totals_payload: Any, status_payload: Any | None = None
+    totals_payload: Any,
+    status_payload: Any | None = None,
+    buckets: Mapping[tuple[int, str, str], tuple[tuple[float, float, int, int], ...]] | None = None,
 ) -> list[SentryReleaseHealth]:
     """Records per (project, release, environment) from the two answers; pure.
 
@@ -187,6 +236,7 @@ def parse_sessions(
             crash_free_sessions=_rate(totals, "crash_free_rate(session)"),
             crash_free_users=_rate(totals, "crash_free_rate(user)"),
             sessions_by_status=by_status.get(key, {}),
+            buckets=(buckets or {}).get(key, ()),
         )
     return [records[k] for k in sorted(records)]
 
@@ -202,7 +252,9 @@ def poll(
     """Fetch and parse one source; raises PollError, which the job records as source_up=0."""
     started = monotonic()
     payloads = fetch_sessions(session, source, sleep=sleep, now=now)
-    records = parse_sessions(payloads.totals, payloads.by_status)
+    interval = parse_duration("interval", source.interval)
+    buckets = parse_buckets(payloads.by_status, interval, now())
+    records = parse_sessions(payloads.totals, payloads.by_status, buckets)
     return PollResult(
         source=source.name,
         records=tuple(records),

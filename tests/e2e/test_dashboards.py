@@ -240,7 +240,15 @@ def build(version: str, result: str, finished: datetime, seconds: float) -> Any:
 
 # Before Prometheus scrapes: checkout 1.1.9 runs in production (1.2.0 failed there once).
 HISTORY = [
-    ("checkout", "deployments", deployment("1.1.9", "production", "success", T0, 40)),
+    (
+        "checkout",
+        "deployments",
+        {
+            **deployment("1.1.9", "production", "success", T0, 40),
+            # For the DORA dashboard's lead-time panels.
+            "commits": [{"sha": "c119", "timestamp": (T0 - timedelta(hours=5)).isoformat()}],
+        },
+    ),
     (
         "checkout",
         "deployments",
@@ -308,6 +316,7 @@ EXPECTED_ACTIVE = {
     "ReleaseBitsSourceDown",  # sentry-eu refuses the token
     "ReleaseBitsDeployedCrashFreeBelowTarget",  # sentry says 99.73% for 1.2.0; target 99.8%
     "ReleaseBitsDeploymentFailed",  # 1.2.1 timed out
+    "ReleaseBitsChangeFailureRateHigh",  # the incident on 1.1.9: 1 of checkout's 2 rollouts
 }
 # Once the forwarders export their metrics: a webhook target that is down, so deliveries stay
 # pending (the pending and oldest-age series exist) and the backlog grows while scraped.
@@ -361,6 +370,12 @@ def test_every_query_returns_data_from_a_real_prometheus(
     try:
         for component, kind, body in HISTORY:
             daemon.record(token, component, kind, body)
+        # An incident while 1.1.9 ran, resolved an hour later: a recovered change failure.
+        incident = {
+            "started_at": (T0 + timedelta(minutes=30)).isoformat(),
+            "resolved_at": (T0 + timedelta(minutes=90)).isoformat(),
+        }
+        daemon.record(token, "checkout", "incidents", incident)
 
         prom = prometheus(f"127.0.0.1:{daemon.port}")
         prom.wait_for(
@@ -411,7 +426,7 @@ def test_every_query_returns_data_from_a_real_prometheus(
         # The alert rules load and evaluate cleanly in Prometheus itself.
         groups = prom.get("rules")["groups"]
         loaded = {r["name"]: r for g in groups for r in g["rules"]}
-        assert set(loaded) == {r["alert"] for r in rules() if "alert" in r}
+        assert set(loaded) == {r.get("alert") or r["record"] for r in rules()}
 
         def evaluated() -> list[dict[str, Any]]:
             return [r for g in prom.get("rules")["groups"] for r in g["rules"]]
@@ -440,11 +455,12 @@ def test_every_query_returns_data_from_a_real_prometheus(
         assert (below["source"], below["release"]) == ("sentry", "checkout@1.2.0")
         # The quiet rules are quiet for the right reason: each metric they read is there.
         for rule in rules():
-            if rule["alert"] in expected_active:
+            name = rule.get("alert") or rule["record"]
+            if name in expected_active:
                 continue
             for selector in sorted({n + m for n, m in SELECTOR_RE.findall(rule["expr"])}):
                 if not prom.query(selector):
-                    no_data.append(Query(f"rule {rule['alert']}", selector))
+                    no_data.append(Query(f"rule {name}", selector))
         assert not no_data, "queries that return no data (or lack a label shown):\n" + "\n".join(
             f"  {q.where}: {q.expr}" for q in no_data
         )

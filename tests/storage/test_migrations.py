@@ -16,6 +16,7 @@ def test_apply_twice_is_a_noop(tmp_path: Path) -> None:
         "m003_outbox",
         "m004_feeds",
         "m008_ui",
+        "m005_dora",
     ]
     db.migrate()
     assert db.applied_migrations() == applied

@@ -61,7 +61,8 @@ def documented_query(
     items = [("field", f) for f in fields] + [("groupBy", g) for g in group_by]
     items += [("project", p) for p in projects]
     items += [("environment", "production"), ("environment", "staging")]
-    items += [("statsPeriod", "24h"), ("interval", "1h"), ("includeSeries", "0")]
+    items += [("statsPeriod", "24h"), ("interval", "1h")]
+    items += [("includeSeries", "1" if by_status else "0")]
     # 24 hourly buckets (+1 for the floored start): 10000 // 25 - 1 groups a page.
     items += [("per_page", "399")]
     if cursor:

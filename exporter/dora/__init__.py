@@ -1,0 +1,1 @@
+"""DORA keys: windows and quantiles over stored rollouts, and the incidents API."""
