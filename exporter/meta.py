@@ -22,8 +22,9 @@ bp = Blueprint("meta", __name__)
 
 
 def worker_alive(beat: float | None, settings: Settings, now: float) -> bool:
-    """Whether the background worker's last heartbeat is recent (three beats and 5 s of slack)."""
-    return beat is not None and now - beat < 3 * settings.worker_heartbeat_seconds + 5
+    """Whether the background worker's last heartbeat is recent (as long as its lease lasts:
+    three beats and 5 s of slack)."""
+    return beat is not None and now - beat < settings.worker_stale_seconds
 
 
 @bp.get("/healthz")

@@ -354,6 +354,11 @@ class Settings:
         return next((s for s in self.sources if s.name == name), None)
 
     @property
+    def worker_stale_seconds(self) -> int:
+        """How long a silent worker still counts as alive (/healthz) and keeps its lease."""
+        return 3 * self.worker_heartbeat_seconds + 5
+
+    @property
     def db_path(self) -> Path:
         return Path(self.db)
 

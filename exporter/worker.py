@@ -1,11 +1,18 @@
 """The one background worker: heartbeat, housekeeping, the pollers and outbox delivery, each an
-APScheduler 3 job of one `Worker`, which owns everything they share (no module-level state)."""
+APScheduler 3 job of one `Worker`, which owns everything they share (no module-level state).
+
+Exactly one worker per database does the work, however many daemons share the file: the
+`worker` lease (storage/leases.py), renewed with each heartbeat. A second daemon's worker
+stands by, retrying the lease every heartbeat, and takes over when the holder stops (it gives
+the lease up) or dies (the lease expires)."""
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
+import socket
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -19,18 +26,24 @@ from exporter.http import make_session
 from exporter.pollers.jobs import ErrorMemory, poll_source
 from exporter.pollers.sources import PollSource
 from exporter.settings import Settings
-from storage import feeds, heartbeat, idempotency, outbox
+from storage import feeds, heartbeat, idempotency, leases, outbox
 from storage.db import Store, thread_store
 
 log = logging.getLogger(__name__)
+
+LEASE = "worker"
+WORK_JOBS = ("housekeeping", "outbox")  # plus one "poll:<source>" per source
 
 
 class Worker:
     """The scheduler and what its jobs share: one HTTP session per source (jobs of a source
     never overlap), the poll error memory, and the outbox deliverer."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, owner: str | None = None):
         self.settings = settings
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.active = False  # holds the lease and runs the work jobs
+        self.standby_logged = False
         self.sessions: dict[str, requests.Session] = {}
         self.memory = ErrorMemory()
         self.deliverer = Deliverer(settings) if settings.forward_targets else None
@@ -46,10 +59,31 @@ class Worker:
     # --- jobs: each is a job boundary (logs, keeps the scheduler alive) ---------------------
 
     def heartbeat(self) -> None:
+        """Renew (or try to take) the lease; beat while holding it; start or stop the work."""
         try:
-            heartbeat.beat(self.store(), os.getpid())
+            db = self.store()
+            held = leases.acquire(
+                db, LEASE, self.owner, now=time.time(), ttl=self.settings.worker_stale_seconds
+            )
+            if held:
+                heartbeat.beat(db, os.getpid())
+            holder = None if held else leases.holder(db, LEASE)
         except Exception:
             log.exception("heartbeat failed")
+            return
+        if held and not self.active:
+            self.start_work()
+        elif not held and self.active:
+            log.warning("lost the worker lease to %s; standing by", holder and holder.owner)
+            self.stop_work()
+        elif not held and not self.standby_logged:
+            self.standby_logged = True
+            log.info(
+                "another background worker (%s) holds the lease on %s; standing by to take "
+                "over when it stops",
+                holder and holder.owner,
+                self.settings.db,
+            )
 
     def housekeeping(self) -> None:
         s = self.settings
@@ -97,17 +131,31 @@ class Worker:
     # --- schedule ---------------------------------------------------------------------------
 
     def schedule(self) -> None:
+        """The heartbeat only: it starts the work once this worker holds the lease."""
+        self.scheduler.add_job(
+            self.heartbeat,
+            "interval",
+            seconds=self.settings.worker_heartbeat_seconds,
+            id="heartbeat",
+            replace_existing=True,
+            next_run_time=datetime.now(UTC),
+        )
+
+    def stop_work(self) -> None:
+        self.active = False
+        self.standby_logged = True
+        for job in self.scheduler.get_jobs():
+            if job.id in WORK_JOBS or job.id.startswith("poll:"):
+                job.remove()
+
+    def start_work(self) -> None:
+        """Housekeeping, the pollers and the outbox, from now on (this worker holds the lease)."""
+        if self.standby_logged:
+            log.info("took over the worker lease on %s", self.settings.db)
+        self.active = True
         now = datetime.now(UTC)
         every = self.scheduler.add_job
         s = self.settings
-        every(
-            self.heartbeat,
-            "interval",
-            seconds=s.worker_heartbeat_seconds,
-            id="heartbeat",
-            replace_existing=True,
-            next_run_time=now,
-        )
         every(
             self.housekeeping,
             "interval",
@@ -156,10 +204,15 @@ class Worker:
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
-        log.info("background worker started (pid %d)", os.getpid())
+        log.info("background worker started (pid %d, db %s)", os.getpid(), self.settings.db)
         self.scheduler.start()
         if self.deliverer is not None:
             self.deliverer.close()
+        if self.active:
+            try:  # a standby takes over at its next heartbeat, not after the lease expires
+                leases.release(self.store(), LEASE, self.owner)
+            except Exception:
+                log.exception("could not give up the worker lease (it expires by itself)")
         log.info("background worker stopped")
         return 0
 

@@ -375,3 +375,23 @@ def m005_dora(db: sqlite_utils.Database) -> None:
     """Rollouts, their commits and incident links, DORA cache generations, error-budget
     counters (the DORA histograms live in duration_stats under their own kinds)."""
     db.executescript(_M005)
+
+
+_M007 = """
+-- A named lease: who may act alone (today: the one background worker per database) and until
+-- when. The owner renews it with every heartbeat; anyone may take it over once it expired.
+-- PostgreSQL replicas elect their worker through the same row.
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,           -- what is leased, e.g. 'worker'
+    owner TEXT NOT NULL,             -- host:pid:random of the holder
+    acquired_at REAL NOT NULL,       -- when this owner took it
+    renewed_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+"""
+
+
+@migrations()
+def m007_onboarding(db: sqlite_utils.Database) -> None:
+    """Leases: exactly one background worker per database, however many daemons share it."""
+    db.executescript(_M007)

@@ -17,6 +17,7 @@ def test_apply_twice_is_a_noop(tmp_path: Path) -> None:
         "m004_feeds",
         "m008_ui",
         "m005_dora",
+        "m007_onboarding",
     ]
     db.migrate()
     assert db.applied_migrations() == applied
