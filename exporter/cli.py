@@ -9,24 +9,25 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
 from exporter import __version__, logsafe
 from exporter.config import load_settings as _load
-from exporter.dora.budget import after_poll
+from exporter.config import read_toml
 from exporter.errors import ConfigError
 from exporter.http import make_session
 from exporter.metrics.health import deployed_health
 from exporter.notify.command import notify
-from exporter.pollers.jobs import ErrorMemory, poll_source
+from exporter.pollers.jobs import ErrorMemory, PollReport, check_source
 from exporter.pollers.sources import PollSource
-from exporter.server import run_web, serve_all
-from exporter.settings import SETTINGS, Settings
+from exporter.server import address_problem, run_web, serve_all
+from exporter.settings import BY_NAME, ENV_PREFIX, SETTINGS, Settings
 from exporter.worker import run_worker
 from storage import components as components_store
-from storage import outbox, tokens
+from storage import heartbeat, outbox, tokens
 from storage.db import StorageError, Store, check_files, integrity_problem, open_db
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,22 @@ def _fail(message: str) -> NoReturn:
 
 
 def load_settings(config: str | None, **overrides: Any) -> Settings:
+    """The settings of a command, with the database path made absolute: every command says
+    which file it uses, and `serve`'s children keep it whatever their working directory."""
     try:
-        return _load(config, os.environ, overrides)
+        settings = _load(config, os.environ, overrides)
     except ConfigError as exc:
         _fail(str(exc))
+    return settings.replace(db=str(Path(settings.db).expanduser().absolute()))
+
+
+def _db_chosen(config: str | None, db: str | None) -> bool:
+    """Whether the database was named (--db, RELEASEBITS_DB, `db` in the config file) rather
+    than the default ./releasebits.db, which depends on the current directory."""
+    if db is not None or os.environ.get(BY_NAME["db"].env):
+        return True
+    config = config or os.environ.get(ENV_PREFIX + "CONFIG")
+    return config is not None and config != "" and "db" in read_toml(Path(config))
 
 
 def _settings_help(name: str) -> str:
@@ -91,9 +104,10 @@ def server_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return db_option(config_option(f))
 
 
-def open_store(settings: Settings, *, check: bool = False) -> Store:
-    """The migrated store; with `check` (a daemon starting), refuse a database whose -wal was
-    deleted after a crash or that fails SQLite's quick_check, with one line saying so."""
+def open_store(settings: Settings, *, check: bool = False, writable: bool = True) -> Store:
+    """The migrated store. With `check` (a daemon starting), refuse a database whose -wal was
+    deleted after a crash or that fails SQLite's quick_check; with `writable`, one that cannot
+    be written (file, directory, lock file): one line each, instead of failing on every write."""
     try:
         if check:
             check_files(settings.db)
@@ -113,12 +127,47 @@ def open_store(settings: Settings, *, check: bool = False) -> Store:
             f"db: {settings.db} failed SQLite's integrity check (PRAGMA quick_check): "
             f"{problem[:300]} (restore a backup, or try `sqlite3 {settings.db} .recover`)"
         )
+    if writable:
+        try:
+            heartbeat.probe_write(store, os.getpid())
+        except (StorageError, OSError, sqlite3.Error) as exc:
+            store.close()
+            _fail(f"db: {settings.db}: {exc} (writing needs the file, its directory and .lock)")
     return store
 
 
-def store_of(config: str | None, db: str | None) -> Store:
-    """The migrated store of a command's --config and --db."""
-    return open_store(load_settings(config, db=db))
+def existing_store(settings: Settings, chosen: bool, *, writable: bool = True) -> Store:
+    """The store of a command that is not a daemon: it says which database it uses, and never
+    creates the default one silently (a second, empty ./releasebits.db in another directory
+    would make the daemon answer `invalid_token` to the token created in it)."""
+    path = settings.db
+    if not Path(path).exists():
+        if not chosen:
+            _fail(
+                f"db: no database at {path} (the default, releasebits.db in the current "
+                "directory); run this where `releasebits serve` runs, or name the database "
+                "with --db PATH or RELEASEBITS_DB"
+            )
+        store = open_store(settings, writable=writable)
+        click.echo(
+            f"releasebits: created a new, empty database at {path} (no daemon has used it yet)",
+            err=True,
+        )
+        return store
+    click.echo(f"releasebits: database {path}", err=True)
+    return open_store(settings, writable=writable)
+
+
+def store_of(config: str | None, db: str | None, *, writable: bool = True) -> Store:
+    """The store of a command's --config and --db (see existing_store)."""
+    return existing_store(load_settings(config, db=db), _db_chosen(config, db), writable=writable)
+
+
+def check_address(settings: Settings) -> None:
+    """One line and exit 1 when the HTTP port cannot be bound."""
+    problem = address_problem(settings)
+    if problem is not None:
+        _fail(problem)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -128,21 +177,26 @@ def main() -> None:
     badges and forwarded events."""
 
 
-@main.command()
+@main.command(short_help="Run the HTTP server and the background worker.")
 @server_options
 def serve(config: str | None, db: str | None, **opts: Any) -> None:
-    """Run the whole daemon: the HTTP server and the one background worker."""
+    """Run the whole daemon: the HTTP server and the one background worker.
+
+    Several daemons may share one database: exactly one background worker works at a time,
+    the others stand by and take over when it stops.
+    """
     settings = load_settings(config, db=db, **opts)
     setup_logging(settings.log_level)
     open_store(settings, check=True).close()
+    check_address(settings)
     sys.exit(serve_all(settings))
 
 
-# `serve` checks the file once before starting its children, which skip the check.
+# `serve` checks the file and the port once before starting its children, which skip that.
 _started_by_serve = click.option("--started-by-serve", is_flag=True, hidden=True)
 
 
-@main.command()
+@main.command(short_help="Run only the HTTP server.")
 @server_options
 @_started_by_serve
 def web(config: str | None, db: str | None, started_by_serve: bool, **opts: Any) -> None:
@@ -150,6 +204,8 @@ def web(config: str | None, db: str | None, started_by_serve: bool, **opts: Any)
     settings = load_settings(config, db=db, **opts)
     setup_logging(settings.log_level)
     store = open_store(settings, check=not started_by_serve)
+    if not started_by_serve:
+        check_address(settings)
     if tokens.count_live(store) == 0:
         log.warning(
             "no API tokens exist yet: writes will be refused until you create one with "
@@ -160,7 +216,7 @@ def web(config: str | None, db: str | None, started_by_serve: bool, **opts: Any)
     run_web(settings)
 
 
-@main.command()
+@main.command(short_help="Run only the background worker.")
 @store_options
 @click.option("--log-level", default=None, help=_settings_help("log_level"))
 @_started_by_serve
@@ -174,7 +230,7 @@ def worker(
     sys.exit(run_worker(settings))
 
 
-@main.command()
+@main.command(short_help="Poll the release-health sources now (dry check).")
 @click.option(
     "--once",
     is_flag=True,
@@ -189,8 +245,9 @@ def poll(names: tuple[str, ...], config: str | None, db: str | None, log_level: 
     """Poll the release-health sources now, in the foreground, and print what they answered.
 
     The setup debugging tool: it shows every release found, whether each component's deployed
-    version matches a release name, and the error of a failing source. Results are stored as
-    the worker's would be. Exit status 1 when a source failed.
+    version matches a release name, and the error of a failing source. A dry check: nothing is
+    written, so /metrics keeps saying what the worker's own polls found. Exit status 1 when a
+    source failed.
     """
     settings = load_settings(config, db=db, log_level=log_level)
     setup_logging(settings.log_level)
@@ -200,46 +257,69 @@ def poll(names: tuple[str, ...], config: str | None, db: str | None, log_level: 
     if unknown:
         known = ", ".join(s.name for s in settings.sources)
         _fail(f"--source: no source named {unknown[0]!r} (configured: {known})")
-    store = open_store(settings)
-    failed = 0
+    reports: list[PollReport] = []
     memory = ErrorMemory()
     for source in settings.sources:
         if (names and source.name not in names) or not isinstance(source, PollSource):
             continue
         click.echo(f"{source.kind} source {source.name!r}: polling ...")
         with make_session() as session:
-            report = poll_source(store, source, session, memory=memory)
-        after_poll(store, settings, report, time.time())
-        if not report.ok:
-            failed += 1
-            click.echo(f"  FAILED after {report.duration_seconds:.2f}s: {report.error}")
-            continue
+            report = check_source(source, session, memory=memory)
+        reports.append(report)
+        _print_report(report)
+    if Path(settings.db).exists():
+        click.echo(f"database {settings.db}:")
+        _print_deployed(open_store(settings, writable=False), settings, reports)
+    else:
+        click.echo(f"no database at {settings.db}: deployed versions not checked")
+    sys.exit(1 if any(not r.ok for r in reports) else 0)
+
+
+def _print_report(report: PollReport) -> None:
+    if not report.ok:
+        click.echo(f"  FAILED after {report.duration_seconds:.2f}s: {report.error}")
+        return
+    click.echo(
+        f"  ok: {len(report.rows)} releases, {report.requests} requests, "
+        f"{report.duration_seconds:.2f}s"
+    )
+    _print_rows(report.rows)
+    for t in report.targets:
         click.echo(
-            f"  ok: {len(report.rows)} releases, {report.requests} requests, "
-            f"{report.duration_seconds:.2f}s"
+            f"  project {t.project}: target stability {_pct(t.target_stability)}, "
+            f"critical {_pct(t.critical_stability)} ({t.target_type or 'no target type'})"
         )
-        _print_rows(report.rows)
-        for t in report.targets:
-            click.echo(
-                f"  project {t.project}: target stability {_pct(t.target_stability)}, "
-                f"critical {_pct(t.critical_stability)} ({t.target_type or 'no target type'})"
-            )
-    _print_deployed(store, settings, names)
-    sys.exit(1 if failed else 0)
 
 
-def _print_deployed(store: Store, settings: Settings, names: tuple[str, ...]) -> None:
-    """Each deployed version's release name in each source, and whether the source knows it."""
+def _print_deployed(store: Store, settings: Settings, reports: list[PollReport]) -> None:
+    """Each deployed version's release name in each polled source, and whether it answered it."""
+    answered = {
+        (r.source, r.project, r.environment, r.release): {
+            "crash_free_sessions": r.crash_free_sessions,
+            "crash_free_users": r.crash_free_users,
+        }
+        for report in reports
+        for r in report.rows
+    }
+    targets = {(t.source, t.project): t.target_stability for rep in reports for t in rep.targets}
+    ok_sources = {r.source for r in reports if r.ok}
     for row in components_store.current_versions_of(store, sorted(settings.components)):
-        for h in deployed_health(store, settings, row["component"], row["stage"]):
-            if names and h.source not in names:
+        for h in deployed_health(
+            store,
+            settings,
+            row["component"],
+            row["stage"],
+            targets=targets,
+            polled=answered,  # this run's answers, not the stored rows
+        ):
+            if h.source not in ok_sources:
                 continue
-            found = "crash-free sessions " + _pct(h.crash_free_sessions)
+            health = "crash-free sessions " + _pct(h.crash_free_sessions)
             if h.crash_free_sessions is None:
-                found = "no data for this release name (check the release template)"
+                health = "no data for this release name (check the release template)"
             click.echo(
                 f"deployed {h.component}/{h.stage} {h.version} -> {h.source} project {h.project} "
-                f"environment {h.environment!r} release {h.release!r}: {found}"
+                f"environment {h.environment!r} release {h.release!r}: {health}"
             )
 
 
@@ -287,11 +367,14 @@ def token() -> None:
 )
 @store_options
 def token_create(name: str, scopes: tuple[str, ...], config: str | None, db: str | None) -> None:
-    """Create a token NAME and print it (alone on the last line). It is shown only once."""
-    settings = load_settings(config, db=db)
+    """Create a token NAME and print it (alone on the last line). It is shown only once.
+
+    Run it where `releasebits serve` runs, or name the same database with --db: a token lives
+    in one database file.
+    """
     if not name.strip() or len(name) > 100:
         _fail("token name must be 1-100 characters")
-    store = open_store(settings)
+    store = store_of(config, db)
     try:
         secret = tokens.create_token(store, name.strip(), scopes or tokens.SCOPES)
     except tokens.TokenExists:
@@ -308,7 +391,7 @@ def token_create(name: str, scopes: tuple[str, ...], config: str | None, db: str
 @store_options
 def token_list(config: str | None, db: str | None) -> None:
     """List tokens (names, scopes, dates; never the secrets)."""
-    rows = tokens.list_tokens(store_of(config, db))
+    rows = tokens.list_tokens(store_of(config, db, writable=False))
     if not rows:
         click.echo("no tokens; create one with `releasebits token create NAME`")
         return
@@ -333,7 +416,7 @@ def token_revoke(name: str, config: str | None, db: str | None) -> None:
     click.echo(f"revoked {name!r}")
 
 
-@main.group()
+@main.group(short_help="Inspect and retry the forwarding outbox.")
 def deliveries() -> None:
     """Inspect and retry the forwarding outbox (one delivery per event and target)."""
 
@@ -353,7 +436,7 @@ def deliveries_list(
 ) -> None:
     """List deliveries, newest first, with their last error."""
     rows, _ = outbox.list_deliveries(
-        store_of(config, db), status=status, target=target, limit=limit
+        store_of(config, db, writable=False), status=status, target=target, limit=limit
     )
     if not rows:
         click.echo("no deliveries")
@@ -370,7 +453,7 @@ def deliveries_list(
         )
 
 
-@deliveries.command("retry")
+@deliveries.command("retry", short_help="Make a delivery due now.")
 @click.argument("delivery_id")
 @store_options
 def deliveries_retry(delivery_id: str, config: str | None, db: str | None) -> None:

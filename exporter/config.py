@@ -32,23 +32,24 @@ def load_settings(
     environ = environ if environ is not None else {}
     if config_file is None and environ.get(ENV_PREFIX + "CONFIG"):
         config_file = environ[ENV_PREFIX + "CONFIG"]
-    values: dict[str, Any] = {}
     tables: dict[str, Any] = {}
-    if config_file is not None:
+    layers: list[dict[str, Any]] = []  # each validated on its own: a bad value in the file is
+    if config_file is not None:  # an error even while the environment overrides it
         data = read_toml(Path(config_file))
         tables = {k: v for k, v in data.items() if isinstance(v, dict | list)}
-        values.update({k: v for k, v in data.items() if k not in tables})
-    for setting in SETTINGS:
-        if setting.env in environ and environ[setting.env] != "":
-            values[setting.name] = environ[setting.env]
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            values[key] = value
+        layers.append({k: v for k, v in data.items() if k not in tables})
+    layers.append({s.name: environ[s.env] for s in SETTINGS if environ.get(s.env, "") != ""})
+    layers.append({k: v for k, v in (overrides or {}).items() if v is not None})
     parsed: dict[str, Any] = {}
-    for key, value in values.items():
-        if key not in BY_NAME:
-            raise ConfigError(f"{key}: unknown setting")
-        parsed[key] = BY_NAME[key].parse(key, value)
+    for i, layer in enumerate(layers):
+        where = f" (in {config_file})" if config_file is not None and i == 0 else ""
+        for key, value in layer.items():
+            if key not in BY_NAME:
+                raise ConfigError(f"{key}: unknown setting{where}")
+            try:
+                parsed[key] = BY_NAME[key].parse(key, value)
+            except ConfigError as exc:
+                raise ConfigError(f"{exc}{where}") from None
     for key in tables:
         if key not in TABLES:
             raise ConfigError(f"{key}: unknown table (expected one of {', '.join(TABLES)})")

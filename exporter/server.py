@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -118,10 +120,14 @@ def _child_env(settings: Settings) -> dict[str, str]:
 
 
 def _spawn(role: str, settings: Settings) -> subprocess.Popen[bytes]:
+    # Its own process group: a terminal's Ctrl-C reaches only this supervisor, which stops the
+    # children in order (SIGTERM: the web server finishes in-flight requests) instead of racing
+    # them.
     return subprocess.Popen(
         [sys.executable, "-m", "exporter", role, "--started-by-serve"],
         env=_child_env(settings),
         preexec_fn=_die_with_parent,
+        process_group=0,
     )
 
 
@@ -145,6 +151,8 @@ def serve_all(settings: Settings) -> int:
     exit_code = 0
     while not stopping:
         time.sleep(0.2)
+        if stopping:  # Ctrl-C reaches the children too: their exit is no failure then
+            break
         if web.poll() is not None:
             log.error("web server exited with status %s; stopping", web.returncode)
             exit_code = 1
@@ -169,3 +177,21 @@ def serve_all(settings: Settings) -> int:
             child.wait()
     log.info("ReleaseBits stopped")
     return exit_code
+
+
+def address_problem(settings: Settings) -> str | None:
+    """Why the HTTP address cannot be bound (one line), or None: checked before the web server
+    starts, so a port in use is one line and exit 1, not the server's own retries and errors."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind
+            sock.bind((settings.host.strip("[]"), settings.port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return (
+                f"port: {_bind(settings)} is already in use (another releasebits serve? "
+                "pick another --port or RELEASEBITS_PORT)"
+            )
+        return f"host: cannot listen on {_bind(settings)}: {exc.strerror or exc}"
+    return None

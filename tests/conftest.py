@@ -164,20 +164,42 @@ class Daemon:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
 
     def kill9(self) -> None:
-        """Crash everything at once: SIGKILL to the whole process group."""
+        """Crash everything at once: SIGKILL to `serve` and every process under it."""
         assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGKILL)
+        for pid in [self.proc.pid, *descendants(self.proc.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
         _wait_port_free(self.port)
 
     def stop(self) -> int:
         assert self.proc is not None
+        stragglers = descendants(self.proc.pid)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         code = self.proc.wait(timeout=60)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)  # stragglers, if any
+        for pid in stragglers:  # if any (serve waits for its children)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         return code
+
+
+def descendants(pid: int) -> list[int]:
+    """Live (not zombie) processes under `pid`, children first (from /proc, Linux)."""
+    parent_of: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if fields[0] != "Z":
+                    parent_of[int(entry.name)] = int(fields[1])
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        children = [p for p, parent in parent_of.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
 
 
 def _wait_port_free(port: int, timeout: float = 10) -> None:

@@ -53,19 +53,32 @@ def poll_source(
     sleep: Callable[[float], None] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> PollReport:
-    """Poll one source and store what it found; never raises for a poll that went wrong."""
+    """Poll one source and store what it found (the worker's job); never raises for a poll that
+    went wrong, only when storage fails."""
+    report = check_source(source, session, memory=memory, sleep=sleep, monotonic=monotonic)
+    record(store, source, report)
+    return report
+
+
+def check_source(
+    source: PollSource,
+    session: requests.Session,
+    *,
+    memory: ErrorMemory | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> PollReport:
+    """Poll one source and report what it found, writing nothing (`releasebits poll` is a dry
+    check: it must not change what /metrics says)."""
     memory = memory if memory is not None else ErrorMemory()
     started = monotonic()
     try:
         polled = source.poll(session, sleep=sleep, monotonic=monotonic)
-    except Exception as exc:  # job boundary: record, keep the last good values, keep running
+    except Exception as exc:  # job boundary: report, keep the last good values, keep running
         duration = monotonic() - started
         status = exc.status if isinstance(exc, PollError) else None
         message = str(exc) if isinstance(exc, PollError) else f"{type(exc).__name__}: {exc}"
         _log_failure(memory, source, exc, message)
-        release_health.record_failure(
-            store, source.name, message, duration=duration, projects=source.projects
-        )
         return PollReport(
             source.name,
             source.kind,
@@ -76,9 +89,6 @@ def poll_source(
         )
     duration = monotonic() - started
     rows, targets = polled.rows(), polled.target_rows()
-    release_health.store_poll(
-        store, source.name, rows, targets, projects=source.projects, duration=duration
-    )
     if memory.last.pop(source.name, None) is not None:
         log.info("%s source %r recovered", source.kind, source.name)
     log.info(
@@ -98,6 +108,28 @@ def poll_source(
         requests=polled.requests,
         duration_seconds=duration,
     )
+
+
+def record(store: Store, source: PollSource, report: PollReport) -> None:
+    """Store a poll: its rows replace the source's, or, when it failed, the last good values
+    stay and `source_up` drops to 0."""
+    if report.ok:
+        release_health.store_poll(
+            store,
+            source.name,
+            report.rows,
+            report.targets,
+            projects=source.projects,
+            duration=report.duration_seconds,
+        )
+    else:
+        release_health.record_failure(
+            store,
+            source.name,
+            report.error or "poll failed",
+            duration=report.duration_seconds,
+            projects=source.projects,
+        )
 
 
 def _log_failure(memory: ErrorMemory, source: PollSource, exc: Exception, message: str) -> None:

@@ -10,6 +10,10 @@ from flask import Flask, Response, g, request
 
 log = logging.getLogger(__name__)
 
+# Asked every few seconds by Prometheus and health checks: one INFO line each would drown the
+# log. Their successful answers are logged at DEBUG; errors stay at INFO.
+ROUTINE_PATHS = frozenset({"/metrics", "/healthz"})
+
 
 def install(app: Flask) -> None:
     """Time each request and log it once answered."""
@@ -37,10 +41,12 @@ def log_request(
 ) -> None:
     """The one access-log line of a request (tokens redacted; control characters are escaped
     by the handlers' filter, exporter/logsafe.py)."""
-    if not log.isEnabledFor(logging.INFO):
+    level = logging.DEBUG if path in ROUTINE_PATHS and status < 400 else logging.INFO
+    if not log.isEnabledFor(level):
         return
     elapsed_ms = (time.perf_counter() - started) * 1000
-    log.info('%s "%s %s" %d %.1fms', remote, method, redact_url(path, query), status, elapsed_ms)
+    line = '%s "%s %s" %d %.1fms'
+    log.log(level, line, remote, method, redact_url(path, query), status, elapsed_ms)
 
 
 def redact_url(path: str, query: bytes | str) -> str:
