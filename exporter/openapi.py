@@ -17,6 +17,7 @@ from exporter.forwarding.routes import LIST_PARAMS as DELIVERY_LIST_PARAMS
 from exporter.forwarding.targets.base import EVENT_TYPES
 from exporter.ingest.resources import COMPONENT_LIST_PARAMS, RELEASE_LIST_PARAMS
 from exporter.ingest.routes import LIST_PARAMS
+from exporter.ingest.validation import TIMESTAMP_SCHEMA
 from exporter.names import RESULT_CLASSES, SLUG_INPUT_PATTERN
 from exporter.receivers.routes import RECEIVER_KINDS
 from exporter.ui import params as ui_params
@@ -73,8 +74,15 @@ def _event_input(kind: str) -> dict[str, Any]:
             "description": "Result, e.g. success, failed, cancelled. Mapped onto the metric "
             "classes success/failure/error/cancelled/other; absent means success.",
         },
-        "started_at": {**_TS, "description": "ISO 8601; offsets are normalised to UTC."},
-        "finished_at": {**_TS, "description": "ISO 8601; set to now when empty."},
+        "started_at": {
+            **TIMESTAMP_SCHEMA,
+            "description": "ISO 8601 (offsets are normalised to UTC; naive means UTC) or Unix "
+            "epoch seconds (a number, or digits in forms and query strings).",
+        },
+        "finished_at": {
+            **TIMESTAMP_SCHEMA,
+            "description": "ISO 8601 or Unix epoch seconds, as started_at; set to now when empty.",
+        },
         "commit_sha": _STR,
         "code_name": _STR,
         "branch": _STR,

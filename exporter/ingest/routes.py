@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 
 from exporter.errors import ValidationError
-from exporter.ingest.validation import RANGE_TEXT, parse_timestamp, validate_event
+from exporter.ingest.validation import TIMESTAMP_SCHEMA, parse_timestamp, validate_event
 from exporter.names import RESULT_CLASSES, SLUG_INPUT_RE, SLUG_RULE, normalize_slug
 from exporter.web.auth import require
 from exporter.web.body import read_payload
@@ -29,14 +29,13 @@ bp = Blueprint("ingest", __name__)
 
 KINDS = ("deployment", "build")
 IDEMPOTENCY_KEY_MAX = 255
-_TS = {"type": "string", "format": "date-time"}
 
 # The list filters of each kind, declared once for the routes and the OpenAPI document.
 COMMON_FILTERS = (
     Param("version", description="Exact version."),
     Param("result", description="Raw result or result class (" + ", ".join(RESULT_CLASSES) + ")."),
-    Param("since", _TS, "Finished at or after (ISO 8601)."),
-    Param("until", _TS, "Finished before (ISO 8601)."),
+    Param("since", TIMESTAMP_SCHEMA, "Finished at or after (ISO 8601 or Unix epoch seconds)."),
+    Param("until", TIMESTAMP_SCHEMA, "Finished before (ISO 8601 or Unix epoch seconds)."),
 )
 LIST_PARAMS = {
     "deployment": (
@@ -226,13 +225,8 @@ def _filters(kind: str) -> dict[str, Any]:
 def _timestamp_arg(name: str, value: str) -> float:
     try:
         return parse_timestamp(value).timestamp()
-    except ValueError:
-        raise ApiError(
-            400,
-            "invalid_parameter",
-            f"{name} must be an ISO 8601 timestamp {RANGE_TEXT}",
-            {name: value[:64]},
-        ) from None
+    except ValueError as exc:
+        raise ApiError(400, "invalid_parameter", f"{name} {exc}", {name: value[:64]}) from None
 
 
 def _list(kind: str, raw_slug: str) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,13 +26,46 @@ _LOCAL_LATEST = datetime(3000, 1, 2)
 RANGE_TEXT = "between 1970-01-01T00:00:00Z and 2999-12-31T23:59:59Z"
 
 
-def parse_timestamp(value: str) -> datetime:
-    """Parse ISO 8601 (with Z or an offset; naive means UTC) into an aware UTC datetime within
-    EARLIEST..LATEST; ValueError otherwise."""
-    text = value.strip()
+TIMESTAMP_HELP = (
+    "must be an ISO 8601 timestamp or Unix epoch seconds, such as 2018-05-27T13:15:30.311Z "
+    "or 1527426930.311"
+)
+# Epoch seconds as text (forms, query strings, `date +%s`): digits and optional fractions.
+_EPOCH_RE = re.compile(r"[0-9]{1,13}(?:\.[0-9]{1,9})?")
+_EPOCH_MAX = 1e11  # year 5138: anything larger is milliseconds (Date.now()), not seconds
+# The OpenAPI schema of a timestamp ReleaseBits accepts (fields and list filters alike).
+TIMESTAMP_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "format": "date-time"},
+        {"type": "number", "minimum": 0, "description": "Unix epoch seconds"},
+        {
+            "type": "string",
+            "pattern": "^[0-9]+(\\.[0-9]+)?$",
+            "description": "Unix epoch seconds as text (forms, query parameters)",
+        },
+    ]
+}
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """ISO 8601 (with Z or an offset; naive means UTC) or Unix epoch seconds (a number, or
+    digits as text: CI systems hand out both) as an aware UTC datetime. ValueError says why."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(TIMESTAMP_HELP)
+    text = str(value).strip()
+    if isinstance(value, int | float) or _EPOCH_RE.fullmatch(text):
+        seconds = float(value)
+        if seconds >= _EPOCH_MAX:
+            raise ValueError("must be Unix epoch seconds (this looks like milliseconds)")
+        if not EARLIEST.timestamp() <= seconds <= LATEST.timestamp():
+            raise ValueError(f"must be {RANGE_TEXT}")
+        return datetime.fromtimestamp(seconds, UTC)
     if not text or len(text) > 64:
-        raise ValueError("not an ISO 8601 timestamp")
-    dt = datetime.fromisoformat(text)
+        raise ValueError(TIMESTAMP_HELP)
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(TIMESTAMP_HELP) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     # Checked on the local time first: converting year 1 or 9999 with an offset overflows.
@@ -233,17 +267,15 @@ def _times(
     later real deploys."""
     times: dict[str, datetime | None] = {}
     for name in ("started_at", "finished_at"):
-        raw = _text(fields, name, data.get(name), limit=64)
+        raw: Any = data.get(name)
+        if not isinstance(raw, int | float):  # numbers (and bools, refused) go to the parser
+            raw = _text(fields, name, raw, limit=64)
         times[name] = None
-        if raw is not None:
+        if raw is not None and name not in fields:
             try:
                 times[name] = parse_timestamp(raw)
             except ValueError as exc:
-                fields[name] = (
-                    f"must be {RANGE_TEXT}"
-                    if "between" in str(exc)
-                    else "must be an ISO 8601 timestamp such as 2018-05-27T13:15:30.311Z"
-                )
+                fields[name] = str(exc)
     finished = times["finished_at"] or now
     started = times["started_at"]
     for name, value in (("finished_at", finished), ("started_at", started)):

@@ -249,7 +249,7 @@ BAD = [
         "validation_failed",
         "finished_at",
     ),
-    ({"version": "1", "finished_at": 1527426931}, 422, "validation_failed", "finished_at"),
+    ({"version": "1", "finished_at": 1527426931000}, 422, "validation_failed", "finished_at"),
     (
         {
             "version": "1",
