@@ -231,8 +231,20 @@ class Query:
     now: float = field(default_factory=time.time)
 
 
+_YES = {"1", "true", "yes", "on"}
+
+
 def component_badge(q: Query, raw_slug: str, kind: str) -> Badge:
-    """The badge of one component."""
+    """The badge of one component; `?with_component=true` puts its name in the label, so the
+    badges of several components in one README tell themselves apart."""
+    badge = _component_badge(q, raw_slug, kind)
+    if (q.args.get("with_component") or "").strip().lower() in _YES:
+        label = clean_text(f"{raw_slug.strip().lower()} {badge.label}")
+        badge = Badge(label, badge.message, badge.color, badge.is_error)
+    return badge
+
+
+def _component_badge(q: Query, raw_slug: str, kind: str) -> Badge:
     db, settings, args, now = q.db, q.settings, q.args, q.now
     raw_stage = (args.get("stage") or settings.default_stage).strip().lower()
     label = clean_text(raw_stage, 64) if kind == "version" else _LABELS[kind]
@@ -343,14 +355,22 @@ def _crash_free_badge(
 
 
 def deployed_crash_free(health: Sequence[DeployedHealth]) -> Badge:
-    """Crash-free sessions of a deployed version: the first source (by name) with data,
-    coloured against its target."""
-    with_data = [h for h in health if h.crash_free_sessions is not None]
-    if not with_data:
+    """Crash-free sessions of a deployed version. Several sources: the worse one speaks (its
+    colour against its own target, then the lower rate), so a green Bugsnag cannot hide a
+    yellow Sentry; `?source=` picks one instead."""
+    verdicts = [
+        (_SEVERITY[color], ratio, color)
+        for h in health
+        if (ratio := h.crash_free_sessions) is not None
+        for color in [crash_free_color(ratio, h.target)]
+    ]
+    if not verdicts:
         return no_data("crash-free")
-    first = with_data[0]  # sources in name order, as deployed_health returns them
-    ratio = float(first.crash_free_sessions)  # type: ignore[arg-type]
-    return Badge("crash-free", format_percent(ratio), crash_free_color(ratio, first.target))
+    _, ratio, color = max(verdicts, key=lambda v: (v[0], -v[1]))
+    return Badge("crash-free", format_percent(ratio), color)
+
+
+_SEVERITY = {"brightgreen": 0, "yellow": 1, "red": 2}
 
 
 def release_badge(q: Query, name: str, kind: str) -> Badge:

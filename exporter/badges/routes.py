@@ -77,7 +77,16 @@ LOOK = (
 )
 COMPONENT_PARAMS = (
     Param("stage", description="Default: default_stage."),
-    Param("source", description="crash-free: the source."),
+    Param(
+        "source",
+        description="crash-free: the source; default: the worse of the sources (by colour "
+        "against each source's target, then the lower rate).",
+    ),
+    Param(
+        "with_component",
+        enum("true", "false"),
+        "true: the label starts with the component's name (checkout production).",
+    ),
     Param(
         "period",
         enum(*badges.PERIODS),

@@ -554,3 +554,53 @@ def test_badge_paths_naming_no_badge_answer_a_grey_badge(client: Any, path: str,
 def test_other_404s_keep_the_json_error(client: Any) -> None:
     resp = client.get("/no/such/thing")
     assert resp.status_code == 404 and resp.json["error"]["code"] == "not_found"
+
+
+def test_crash_free_with_two_sources_shows_the_worse_one(
+    settings: Settings, db: Any, auth: Any
+) -> None:
+    """Sentry says 98.5% (yellow against 99%), Bugsnag 99.7% (green against its 99.5%
+    target): the badge says 98.5% yellow, whatever the sources' names; ?source= picks one."""
+    mapping = ComponentMapping(
+        sources={
+            "sentry": SourceMapping(project="1", release="checkout@{version}"),
+            "bugsnag": SourceMapping(project="b1"),
+        }
+    )
+    app = create_app(settings.replace(components={"checkout": mapping}), process_metrics=False)
+    client = app.test_client()
+    deploy(client, auth, version="1.2.3")
+    store_health(db, "checkout@1.2.3", 0.985)
+    target = release_health.Target("bugsnag", "b1", "stability", 0.995, 0.985)
+    store_health(db, "1.2.3", 0.997, source="bugsnag", project="b1", targets=[target])
+    path = "/badges/components/checkout/crash-free.svg"
+    badge = get_badge(client, path)
+    assert (badge.message, badge.color) == ("98.5%", YELLOW)
+    assert get_badge(client, path + "?source=bugsnag").message == "99.7%"
+    assert get_badge(client, path + "?source=sentry").message == "98.5%"
+
+    # Both green: the lower rate. Bugsnag below its own target: its yellow beats a green.
+    store_health(db, "checkout@1.2.3", 0.9995)
+    assert (get_badge(client, path).message, get_badge(client, path).color) == (
+        "99.7%",
+        BRIGHTGREEN,
+    )
+    store_health(db, "1.2.3", 0.993, source="bugsnag", project="b1", targets=[target])
+    assert (get_badge(client, path).message, get_badge(client, path).color) == ("99.3%", YELLOW)
+
+
+def test_with_component_names_the_component_in_the_label(client: Any, auth: Any) -> None:
+    deploy(client, auth, version="v1.2.3")
+    deploy(client, auth, "billing", version="v7", stage="staging")
+    build(client, auth, version="42", result="success")
+    q = "?with_component=true"
+    assert get_badge(client, "/badges/components/checkout/version.svg" + q).label == (
+        "checkout production"
+    )
+    billing = get_badge(client, "/badges/components/billing/version.svg" + q + "&stage=staging")
+    assert (billing.label, billing.message) == ("billing staging", "v7")
+    assert get_badge(client, "/badges/components/checkout/build.svg" + q).label == "checkout build"
+    assert get_badge(client, "/badges/components/checkout/version.svg").label == "production"
+    # An explicit label still wins.
+    labelled = get_badge(client, "/badges/components/checkout/version.svg" + q + "&label=shop")
+    assert labelled.label == "shop"
