@@ -65,7 +65,7 @@ class NewRelicTarget(DeploymentTarget):
     component_keys: ClassVar[tuple[str, ...]] = ("entity_guid", "app_id", "environments")
 
     api: str = "nerdgraph"  # nerdgraph | rest
-    url: str = HOSTS["us"]  # the API host (region), or a full override
+    url: str = HOSTS["us"]  # the API base: the region's host, or a proxy's; paths are appended
     api_key: str = field(default="", repr=False)
     user: str = "releasebits"
     deployment_type: str | None = None
@@ -90,10 +90,16 @@ class NewRelicTarget(DeploymentTarget):
         user = t.text("user", "releasebits")
         if api == "rest" and len(user) > 31:
             raise ConfigError(f"{t.name('user')}: at most 31 characters for the REST API")
+        url = t.url("url", HOSTS[region])
+        if url.endswith(("/graphql", ".json")):
+            raise ConfigError(
+                f"{t.name('url')}: give the API base (ReleaseBits POSTs to {{url}}/graphql, or "
+                f"{{url}}/v2/applications/{{app_id}}/deployments.json), not an endpoint: {url!r}"
+            )
         return cls(
             **common,
             api=api,
-            url=t.url("url", HOSTS[region]),
+            url=url,
             api_key=t.secret("api_key_env", environ),
             user=user,
             deployment_type=deployment_type,
