@@ -1,6 +1,9 @@
-# syntax=docker/dockerfile:1
 # ReleaseBits: `docker build -t releasebits .`, then
 # `docker run -p 8080:8080 -v releasebits-data:/data releasebits` (or `docker compose up -d`).
+# The build needs BuildKit (RUN --mount): the default from Docker 23, else DOCKER_BUILDKIT=1.
+# No `# syntax=` line: BuildKit's built-in frontend does all this file needs, and naming a
+# frontend image would make every build pull it from Docker Hub.
+# tests/e2e/test_docker.py builds and runs this image in CI.
 # tests/test_dockerfile.py lints this file with hadolint and runs its build steps, ENTRYPOINT/CMD
 # and HEALTHCHECK directly in a clean virtualenv.
 ARG PYTHON_VERSION=3.11
