@@ -10,11 +10,14 @@ _BLOCK_RE = re.compile(r"```sh\n(.*?)```", re.S)
 
 
 def section(title: str) -> str:
-    """The text of `## title` up to the next `## ` heading."""
+    """The text under the heading `title` (## or ###) up to the next heading of its level or
+    above."""
     text = README.read_text()
-    start = text.index(f"\n## {title}\n")
-    end = text.find("\n## ", start + 1)
-    return text[start : end if end != -1 else len(text)]
+    match = re.search(rf"^(#{{2,3}}) {re.escape(title)}\n", text, re.M)
+    assert match is not None, f"README has no section {title!r}"
+    level = len(match.group(1))
+    end = re.compile(rf"^#{{2,{level}}} ", re.M).search(text, match.end())
+    return text[match.start() : end.start() if end else len(text)]
 
 
 def sh_blocks(title: str) -> list[str]:

@@ -91,7 +91,9 @@ class NewRelicTarget(DeploymentTarget):
         if api == "rest" and len(user) > 31:
             raise ConfigError(f"{t.name('user')}: at most 31 characters for the REST API")
         url = t.url("url", HOSTS[region])
-        if url.endswith(("/graphql", ".json")):
+        # The API base; NerdGraph's own endpoint is accepted as given (graphql_url), but a REST
+        # path cannot be built on an endpoint: say so instead of posting to a doubled path.
+        if url.endswith(".json") or (api == "rest" and url.endswith("/graphql")):
             raise ConfigError(
                 f"{t.name('url')}: give the API base (ReleaseBits POSTs to {{url}}/graphql, or "
                 f"{{url}}/v2/applications/{{app_id}}/deployments.json), not an endpoint: {url!r}"

@@ -55,15 +55,18 @@ def test_url_is_the_api_base_the_readme_describes(
 
 
 @pytest.mark.parametrize(
-    "endpoint",
+    ("api", "endpoint"),
     [
-        "https://api.newrelic.com/graphql",
-        "https://nr.example.com/v2/applications/1/deployments.json",
+        ("rest", "https://api.newrelic.com/graphql"),
+        ("nerdgraph", "https://nr.example.com/v2/applications/1/deployments.json"),
+        ("rest", "https://nr.example.com/v2/applications/1/deployments.json"),
     ],
 )
-def test_an_endpoint_as_url_is_a_one_line_error(tmp_path: Path, endpoint: str) -> None:
+def test_an_endpoint_as_url_is_a_one_line_error(tmp_path: Path, api: str, endpoint: str) -> None:
+    """NerdGraph's own endpoint is accepted as given (the README says so); a REST path cannot
+    be built on an endpoint."""
     config = tmp_path / "rb.toml"
-    config.write_text(TOML.format(api="nerdgraph", url=endpoint))
+    config.write_text(TOML.format(api=api, url=endpoint))
     with pytest.raises(ConfigError) as info:
         load_settings(config, {"NEW_RELIC_API_KEY": KEY})
     message = str(info.value)

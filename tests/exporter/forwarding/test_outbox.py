@@ -270,7 +270,7 @@ def test_cli_lists_and_retries(httpserver: HTTPServer, forwarding: Make, tmp_pat
     none = runner.invoke(
         main, ["deliveries", "list", "--target", "x", "--db", f.settings.db], env=env
     )
-    assert none.output.strip() == "no deliveries"
+    assert none.stdout.strip() == "no deliveries"  # stderr names the database
     retried = runner.invoke(
         main, ["deliveries", "retry", row["id"], "--db", f.settings.db], env=env
     )
