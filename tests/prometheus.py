@@ -50,14 +50,63 @@ class Prometheus:
         pytest.fail(f"timed out after {timeout}s waiting for {what}\nprometheus log:\n{self.log()}")
 
 
+def start_prometheus(
+    tmp_path: Path, config: dict[str, Any], *flags: str, tsdb: Path | None = None
+) -> Prometheus:
+    """Run Debian's prometheus on a free loopback port with `config` (and extra `flags`) and
+    wait until it is ready. `tsdb`: its storage directory (default: a new one in tmp_path)."""
+    binary = need_binary("prometheus")
+    config_path = tmp_path / "prometheus.yml"
+    config_path.write_text(yaml.safe_dump(config))
+    port = free_port()
+    log_path = tmp_path / "prometheus.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config_path}",
+                f"--storage.tsdb.path={tsdb or tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+                *flags,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    prom = Prometheus(f"http://127.0.0.1:{port}", proc, log_path)
+
+    def ready() -> bool:
+        try:
+            return requests.get(prom.url + "/-/ready", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    try:
+        prom.wait_for("prometheus /-/ready", ready, timeout=20)
+    except BaseException:
+        stop_prometheus(prom)
+        raise
+    return prom
+
+
+def stop_prometheus(prom: Prometheus) -> None:
+    if prom.proc.poll() is None:
+        prom.proc.terminate()
+        try:
+            prom.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            prom.proc.kill()
+            prom.proc.wait(timeout=10)
+
+
 def prometheus_launcher(
     tmp_path: Path, job: str = "releasebits", rule_files: tuple[Path, ...] = ()
 ) -> Iterator[Callable[[str], Prometheus]]:
     """Body of a fixture: yields start(target), which runs a Prometheus scraping `target` every
     second (with `rule_files` evaluated every second) and waits until it is ready; stops them all
     afterwards."""
-    binary = need_binary("prometheus")
-    procs: list[subprocess.Popen[bytes]] = []
+    need_binary("prometheus")
+    started: list[Prometheus] = []
 
     def start(target: str) -> Prometheus:
         config: dict[str, Any] = {
@@ -70,40 +119,9 @@ def prometheus_launcher(
         }
         if rule_files:
             config["rule_files"] = [str(p) for p in rule_files]
-        config_path = tmp_path / "prometheus.yml"
-        config_path.write_text(yaml.safe_dump(config))
-        port = free_port()
-        log_path = tmp_path / "prometheus.log"
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [
-                    binary,
-                    f"--config.file={config_path}",
-                    f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                    "--log.level=warn",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        procs.append(proc)
-        prom = Prometheus(f"http://127.0.0.1:{port}", proc, log_path)
-
-        def ready() -> bool:
-            try:
-                return requests.get(prom.url + "/-/ready", timeout=1).status_code == 200
-            except requests.ConnectionError:
-                return False
-
-        prom.wait_for("prometheus /-/ready", ready, timeout=20)
-        return prom
+        started.append(start_prometheus(tmp_path, config))
+        return started[-1]
 
     yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+    for prom in started:
+        stop_prometheus(prom)

@@ -30,7 +30,7 @@ RULE_FILES = sorted((ROOT / "prometheus" / "rules").glob("*.yml"))
 DS = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
 BUILTIN_DS = {"type": "grafana", "uid": "-- Grafana --"}
 # Grafana's own variables, expanded for an instant query evaluated "now".
-GLOBALS = {"__interval": "5m", "__rate_interval": "1m", "__range": "1h"}
+GLOBALS = {"__interval": "5m", "__rate_interval": "1m", "__range": "1h", "__range_s": "3600"}
 # Dashboard variables -> the values the queries are evaluated with (every combination).
 VALUES = {
     "component": ["checkout"],
