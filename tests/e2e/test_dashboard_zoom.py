@@ -18,7 +18,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -111,10 +111,14 @@ class Feed:
         self.seen.add(series)
 
     def post(self, at: float, component: str, kind: str, **body: Any) -> None:
-        finished = datetime.fromtimestamp(at, UTC).isoformat()
+        finished = datetime.fromtimestamp(at, UTC)
         resp = self.client.post(
             f"/components/{component}/{kind}",
-            json={"finished_at": finished, "started_at": at - 60, **body},
+            json={
+                "finished_at": finished.isoformat(),
+                "started_at": (finished - timedelta(seconds=60)).isoformat(),
+                **body,
+            },
             headers=self.auth,
         )
         assert resp.status_code == 201, resp.get_json()
