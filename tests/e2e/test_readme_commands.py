@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -84,8 +83,9 @@ def test_the_daemon_command_installs_and_serves(clone: Path) -> None:
 
 
 def test_the_test_command_installs_and_runs_pytest(clone: Path) -> None:
+    """Run after the daemon command, in the same clone, as a user reading on would: the
+    command re-creates .venv (a no-op on the existing one) and adds the test extra."""
     _get, _serve, tests = sh_blocks("On a fresh machine")
-    shutil.rmtree(clone / ".venv", ignore_errors=True)  # a fresh virtual environment
     result = subprocess.run(
         ["bash", "-c", tests],
         cwd=clone,
