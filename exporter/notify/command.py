@@ -76,7 +76,7 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-@click.group()
+@click.group(short_help="Record this pipeline's deployment or build.")
 def notify() -> None:
     """Record this pipeline's deployment or build (reads RELEASEBITS_URL, RELEASEBITS_TOKEN
     and the CI's own variables: GitHub Actions, GitLab CI, Jenkins, CircleCI, Buildkite, Azure
