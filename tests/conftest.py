@@ -184,6 +184,17 @@ class Daemon:
         return code
 
 
+def terminate(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """SIGTERM, and SIGKILL if it has not exited within `timeout` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
 def descendants(pid: int) -> list[int]:
     """Live (not zombie) processes under `pid`, children first (from /proc, Linux)."""
     parent_of: dict[int, int] = {}

@@ -13,7 +13,7 @@ import pytest
 import requests
 import yaml
 
-from tests.conftest import free_port, need_binary
+from tests.conftest import free_port, need_binary, terminate
 
 
 @dataclass
@@ -90,13 +90,7 @@ def start_prometheus(
 
 
 def stop_prometheus(prom: Prometheus) -> None:
-    if prom.proc.poll() is None:
-        prom.proc.terminate()
-        try:
-            prom.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            prom.proc.kill()
-            prom.proc.wait(timeout=10)
+    terminate(prom.proc)
 
 
 def prometheus_launcher(

@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import REQUIRE_E2E, free_port
+from tests.conftest import REQUIRE_E2E, free_port, terminate
 
 pytestmark = pytest.mark.e2e
 
@@ -120,18 +120,13 @@ def _mounts_under(path: Path) -> list[str]:
 
 
 def _stop_engine(engine: Engine) -> None:
-    """Containers and volumes, then dockerd (it stops its containerd), then its directories."""
+    """Containers and volumes, then dockerd, then its directories."""
     with contextlib.suppress(Exception):
         ids = engine.run("ps", "-aq", check=False).split()
         if ids:
             engine.run("rm", "-f", *ids, check=False)
         engine.run("volume", "prune", "-f", check=False)
-    engine.proc.terminate()
-    try:
-        engine.proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        engine.proc.kill()
-        engine.proc.wait(timeout=10)
+    terminate(engine.proc, timeout=30)  # dockerd stops its containerd
     for mount in sorted(_mounts_under(engine.exec_root), reverse=True):  # its netns stays
         subprocess.run(["umount", mount], check=False)
     if not _mounts_under(engine.exec_root):
