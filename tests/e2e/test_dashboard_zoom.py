@@ -28,6 +28,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import create_app
 from exporter.config import load_settings
+from exporter.dora.budget import after_poll
+from exporter.pollers.jobs import PollReport
+from exporter.settings import Settings
 from storage import heartbeat, outbox, release_health, tokens
 from storage.db import Store, open_db
 from tests.conftest import need_binary
@@ -96,6 +99,7 @@ class Feed:
     """The daemon under the history: its app, store and token, and what happened when."""
 
     db: Store
+    settings: Settings
     client: Any
     auth: dict[str, str]
     events: list[Event] = field(default_factory=list)
@@ -134,7 +138,13 @@ class Feed:
             self.happened(at, "releasebits_builds_total", labels, (kind, component))
 
     def version_change(self, at: float, component: str, version: str) -> None:
-        self.post(at, component, "deployments", version=version, commit_sha=f"sha-{version}")
+        # The commit was made two hours earlier: the DORA lead-time panels read it.
+        committed = datetime.fromtimestamp(at - 7200, UTC).isoformat()
+        commits = [{"sha": f"sha-{version}", "timestamp": committed}]
+        self.post(
+            at, component, "deployments", version=version, commit_sha=f"sha-{version}",
+            commits=commits,
+        )  # fmt: skip
         self.events.append(
             Event(
                 at,
@@ -142,6 +152,29 @@ class Feed:
                 {"component": component, "stage": "production", "version": version},
             )
         )
+
+    def incident(self, started: float, resolved: float) -> None:
+        """A change failure of checkout in production, recovered (DORA recovery time)."""
+        body = {
+            "started_at": datetime.fromtimestamp(started, UTC).isoformat(),
+            "resolved_at": datetime.fromtimestamp(resolved, UTC).isoformat(),
+        }
+        resp = self.client.post("/components/checkout/incidents", json=body, headers=self.auth)
+        assert resp.status_code == 201, resp.get_json()
+
+    def poll(self, at: float, start: float) -> None:
+        """The worker's Bugsnag poll and its error-budget accounting, through the job's own
+        functions: every release's sessions grow with time, 1% of them crashed."""
+        sessions = int(at - start)
+        rows = tuple(
+            release_health.HealthRow(
+                "bugsnag", "b1", "production", f"1.{n}", sessions, 50, 0.99, 0.99,
+                {"unhandled": sessions // 100},
+            )
+            for n in range(6)
+        )  # fmt: skip
+        report = PollReport("bugsnag", "bugsnag", ok=True, rows=rows)
+        after_poll(self.db, self.settings, report, at)
 
     def deliver(self, at: float, outcome: str) -> None:
         """The worker's outbox step, through storage: claim what is due, record an outcome."""
@@ -206,6 +239,9 @@ def timeline(start: float) -> list[tuple[float, Callable[[Feed], None]]]:
         (5 * h + 2000, "delivered"),
     ):
         actions.append(at(offset, lambda f, t, o=outcome: f.deliver(t, o)))
+    actions.append(at(2 * h + 1800, lambda f, t: f.incident(t, t + 1800)))
+    for offset in range(900, HISTORY - 600, 900):  # Bugsnag polled every 15 minutes
+        actions.append(at(offset, lambda f, t: f.poll(t, start)))
     return sorted(actions, key=lambda a: a[0])
 
 
@@ -283,7 +319,7 @@ def history(
     store_release_health(db)
     heartbeat.beat(db, 1)
     app = create_app(settings, process_metrics=False)
-    feed = Feed(db, app.test_client(), {"Authorization": f"Bearer {token}"})
+    feed = Feed(db, settings, app.test_client(), {"Authorization": f"Bearer {token}"})
     openmetrics = tmp / "history.om"
     write_history(openmetrics, feed, start, end)
     subprocess.run(
