@@ -17,11 +17,12 @@ import click
 from exporter import __version__, logsafe
 from exporter.config import load_settings as _load
 from exporter.config import read_toml
+from exporter.dora.budget import after_poll
 from exporter.errors import ConfigError
 from exporter.http import make_session
 from exporter.metrics.health import deployed_health
 from exporter.notify.command import notify
-from exporter.pollers.jobs import ErrorMemory, PollReport, check_source
+from exporter.pollers.jobs import ErrorMemory, PollReport, check_source, record
 from exporter.pollers.sources import PollSource
 from exporter.server import address_problem, run_web, serve_all
 from exporter.settings import BY_NAME, ENV_PREFIX, SETTINGS, Settings
@@ -239,15 +240,23 @@ def worker(
     "schedule); accepted so scripts can say so.",
 )
 @click.option("--source", "names", multiple=True, help="Poll only this source (repeatable).")
+@click.option(
+    "--store",
+    is_flag=True,
+    help="Store what the sources answered, as the worker's poll would (release health, "
+    "source_up, error-budget counts). Without it nothing is written.",
+)
 @store_options
 @click.option("--log-level", default=None, help=_settings_help("log_level"))
-def poll(names: tuple[str, ...], config: str | None, db: str | None, log_level: str | None) -> None:
+def poll(
+    names: tuple[str, ...], store: bool, config: str | None, db: str | None, log_level: str | None
+) -> None:
     """Poll the release-health sources now, in the foreground, and print what they answered.
 
     The setup debugging tool: it shows every release found, whether each component's deployed
-    version matches a release name, and the error of a failing source. A dry check: nothing is
-    written, so /metrics keeps saying what the worker's own polls found. Exit status 1 when a
-    source failed.
+    version matches a release name, and the error of a failing source. A dry check unless
+    --store: nothing is written, so /metrics keeps saying what the worker's own polls found.
+    Exit status 1 when a source failed.
     """
     settings = load_settings(config, db=db, log_level=log_level)
     setup_logging(settings.log_level)
@@ -257,7 +266,27 @@ def poll(names: tuple[str, ...], config: str | None, db: str | None, log_level: 
     if unknown:
         known = ", ".join(s.name for s in settings.sources)
         _fail(f"--source: no source named {unknown[0]!r} (configured: {known})")
-    reports: list[PollReport] = []
+    polled = _check_sources(settings, names)
+    reports = [report for _source, report in polled]
+    if store:
+        live = existing_store(settings, _db_chosen(config, db))
+        for source, report in polled:
+            record(live, source, report)  # what the worker's poll job does with a poll
+            after_poll(live, settings, report, time.time())
+        click.echo(f"stored in {settings.db}")
+    if Path(settings.db).exists():
+        click.echo(f"database {settings.db}:")
+        _print_deployed(open_store(settings, writable=False), settings, reports)
+    else:
+        click.echo(f"no database at {settings.db}: deployed versions not checked")
+    sys.exit(1 if any(not r.ok for r in reports) else 0)
+
+
+def _check_sources(
+    settings: Settings, names: tuple[str, ...]
+) -> list[tuple[PollSource, PollReport]]:
+    """Poll each configured (or named) source once, printing what it answered."""
+    out = []
     memory = ErrorMemory()
     for source in settings.sources:
         if (names and source.name not in names) or not isinstance(source, PollSource):
@@ -265,14 +294,9 @@ def poll(names: tuple[str, ...], config: str | None, db: str | None, log_level: 
         click.echo(f"{source.kind} source {source.name!r}: polling ...")
         with make_session() as session:
             report = check_source(source, session, memory=memory)
-        reports.append(report)
+        out.append((source, report))
         _print_report(report)
-    if Path(settings.db).exists():
-        click.echo(f"database {settings.db}:")
-        _print_deployed(open_store(settings, writable=False), settings, reports)
-    else:
-        click.echo(f"no database at {settings.db}: deployed versions not checked")
-    sys.exit(1 if any(not r.ok for r in reports) else 0)
+    return out
 
 
 def _print_report(report: PollReport) -> None:

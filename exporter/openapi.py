@@ -412,8 +412,14 @@ def _incident_schemas() -> dict[str, Any]:
             "required": ["started_at"],
             "properties": {
                 "stage": {**text, "description": "Defaults to the configured default_stage."},
-                "started_at": _TS,
-                "resolved_at": _TS,
+                "started_at": {
+                    **TIMESTAMP_SCHEMA,
+                    "description": "ISO 8601 or Unix epoch seconds.",
+                },
+                "resolved_at": {
+                    **TIMESTAMP_SCHEMA,
+                    "description": "ISO 8601 or Unix epoch seconds.",
+                },
                 "title": text,
                 "url": text,
                 "external_id": {**text, "description": "Your id; a second POST with it updates."},

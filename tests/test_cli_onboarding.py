@@ -125,4 +125,14 @@ def test_poll_is_a_dry_check_that_leaves_source_up_alone(
     assert "checkout@1.2.0" in good.output
     assert release_health.statuses(db) == before  # a good poll is not stored either
     assert release_health.newest_releases(db, 10) == []
+
+    # --store: stored as the worker's poll would be, a failure included.
+    stored = CliRunner().invoke(main, ["poll", "--store", "--config", str(config)], env=TOKEN_ENV)
+    assert stored.exit_code == 0, stored.output
+    assert "checkout@1.2.0" in {r["release"] for r in release_health.newest_releases(db, 10)}
+    failed = CliRunner().invoke(
+        main, ["poll", "--store", "--config", str(config)], env={**TOKEN_ENV, "SENTRY_TOKEN": "x"}
+    )
+    assert failed.exit_code == 1
+    assert [s["up"] for s in release_health.statuses(db)] == [0, 0]
     db.close()

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
 from exporter.errors import ValidationError
 from exporter.ingest.routes import slug_or_error
-from exporter.ingest.validation import parse_timestamp, text_field
+from exporter.ingest.validation import text_field, timestamp_field
 from exporter.names import STAGE_RE
 from exporter.web.auth import require
 from exporter.web.body import read_payload
@@ -31,19 +30,6 @@ LIMIT = limit_param(500)
 LIST_PARAMS = (LIMIT, CURSOR, Param("stage", description="Only incidents of this stage."))
 
 
-def _time(
-    fields: dict[str, str], data: Mapping[str, Any], name: str, *, required: bool
-) -> datetime | None:
-    raw = text_field(fields, name, data.get(name), required=required, limit=64)
-    if raw is None:
-        return None
-    try:
-        return parse_timestamp(raw)
-    except ValueError:
-        fields[name] = "must be an ISO 8601 timestamp such as 2024-05-01T12:00:00Z"
-        return None
-
-
 def validate_incident(
     component: str, data: Mapping[str, Any], default_stage: str
 ) -> IncidentReport:
@@ -51,8 +37,8 @@ def validate_incident(
     stage = (text_field(fields, "stage", data.get("stage"), limit=64) or default_stage).lower()
     if not STAGE_RE.fullmatch(stage):
         fields["stage"] = "must be 1-64 characters of a-z, 0-9, '.', '_', '-'"
-    started = _time(fields, data, "started_at", required=True)
-    resolved = _time(fields, data, "resolved_at", required=False)
+    started = timestamp_field(fields, "started_at", data.get("started_at"), required=True)
+    resolved = timestamp_field(fields, "resolved_at", data.get("resolved_at"), required=False)
     report = IncidentReport(
         component=component,
         stage=stage,
@@ -97,7 +83,7 @@ def resolve_incident(slug: str, incident_id: str) -> Any:
     component = slug_or_error(slug)
     data = read_payload()
     fields: dict[str, str] = {}
-    resolved = _time(fields, data, "resolved_at", required=False)
+    resolved = timestamp_field(fields, "resolved_at", data.get("resolved_at"), required=False)
     if fields:
         raise ApiError(422, "validation_failed", "invalid fields: resolved_at", fields)
     ts = resolved.timestamp() if resolved else time.time()

@@ -259,25 +259,30 @@ def _meta_data(fields: dict[str, str], meta: Any, max_bytes: int | None) -> dict
     return meta
 
 
+def timestamp_field(
+    fields: dict[str, str], name: str, value: Any, *, required: bool = False
+) -> datetime | None:
+    """A timestamp field of any resource (ISO 8601 or epoch seconds); None when absent or
+    invalid, the reason recorded in `fields`."""
+    if not isinstance(value, int | float):  # numbers (and bools, refused) go to the parser
+        value = _text(fields, name, value, required=required, limit=64)
+    if value is None or name in fields:
+        return None
+    try:
+        return parse_timestamp(value)
+    except ValueError as exc:
+        fields[name] = str(exc)
+        return None
+
+
 def _times(
     fields: dict[str, str], data: Mapping[str, Any], now: datetime, max_future: timedelta
 ) -> tuple[datetime | None, datetime]:
     """(started_at, finished_at): finished_at defaults to now; neither in the future (a clock
     a little ahead is tolerated): a future finished_at would pin the "current" version over
     later real deploys."""
-    times: dict[str, datetime | None] = {}
-    for name in ("started_at", "finished_at"):
-        raw: Any = data.get(name)
-        if not isinstance(raw, int | float):  # numbers (and bools, refused) go to the parser
-            raw = _text(fields, name, raw, limit=64)
-        times[name] = None
-        if raw is not None and name not in fields:
-            try:
-                times[name] = parse_timestamp(raw)
-            except ValueError as exc:
-                fields[name] = str(exc)
-    finished = times["finished_at"] or now
-    started = times["started_at"]
+    started = timestamp_field(fields, "started_at", data.get("started_at"))
+    finished = timestamp_field(fields, "finished_at", data.get("finished_at")) or now
     for name, value in (("finished_at", finished), ("started_at", started)):
         if value is not None and value > now + max_future and name not in fields:
             fields[name] = (

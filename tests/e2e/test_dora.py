@@ -249,7 +249,8 @@ def test_dora_keys_of_a_fixed_history(
     c.incident(
         "search", started_at=iso(15), resolved_at=iso(14.5), deployment_id=s5, external_id="INC-7"
     )
-    polled = daemon.cli("poll", "--once")  # the worker polls daily; this is the poll while c8 runs
+    # The worker polls daily; this is the poll while c8 runs, stored as the worker would.
+    polled = daemon.cli("poll", "--once", "--store")
     assert polled.returncode == 0, polled.stdout + polled.stderr
 
     before = samples(daemon)

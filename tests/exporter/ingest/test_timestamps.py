@@ -78,10 +78,17 @@ def test_bad_timestamps_say_what_is_accepted(
 def test_openapi_says_both_forms_are_accepted(client: Any) -> None:
     doc = client.get("/openapi.json").get_json()
     fields = doc["components"]["schemas"]
-    for name, schema in fields.items():
-        if "started_at" not in schema.get("properties", {}) or "required" not in schema:
-            continue  # outputs are always ISO 8601
-        for field in ("started_at", "finished_at"):
+    inputs = [
+        name
+        for name, schema in fields.items()
+        if "started_at" in schema.get("properties", {}) and "required" in schema
+    ]  # outputs are always ISO 8601
+    assert len(inputs) >= 3, inputs  # deployments, builds, incidents
+    for name in inputs:
+        schema = fields[name]
+        for field in ("started_at", "finished_at", "resolved_at"):
+            if field not in schema["properties"]:
+                continue  # incidents have resolved_at instead of finished_at
             prop = schema["properties"][field]
             kinds = {(s["type"], s.get("format")) for s in prop["anyOf"]}
             assert ("number", None) in kinds and ("string", "date-time") in kinds, name
@@ -93,3 +100,19 @@ def test_openapi_says_both_forms_are_accepted(client: Any) -> None:
     )
     assert "epoch seconds" in since["description"]
     assert {s["type"] for s in since["schema"]["anyOf"]} == {"string", "number"}
+
+
+def test_incidents_take_epoch_seconds_too(client: Any, auth: dict[str, str]) -> None:
+    resp = client.post(
+        "/components/checkout/incidents",
+        json={"started_at": EPOCH, "resolved_at": "1527430530"},
+        headers=auth,
+    )
+    assert resp.status_code == 201, resp.get_json()
+    assert resp.get_json()["started_at"] == ISO
+    assert resp.get_json()["resolved_at"] == "2018-05-27T14:15:30.000Z"
+    bad = client.post(
+        "/components/checkout/incidents", json={"started_at": 1527426930311}, headers=auth
+    )
+    assert bad.status_code == 422
+    assert "milliseconds" in bad.get_json()["error"]["fields"]["started_at"]
