@@ -159,10 +159,12 @@ def test_children_stopping_before_serve_notices_is_no_crash(daemon: Daemon) -> N
     children = descendants(pid)
     assert children
     os.kill(pid, signal.SIGSTOP)
-    for child in [pid, *children]:
-        os.kill(child, signal.SIGTERM)
-    wait_until("web and worker to exit", lambda: not descendants(pid))
-    os.kill(pid, signal.SIGCONT)
+    try:
+        for child in [pid, *children]:
+            os.kill(child, signal.SIGTERM)
+        wait_until("web and worker to exit", lambda: not descendants(pid))
+    finally:
+        os.kill(pid, signal.SIGCONT)  # never leave it stopped, whatever failed
     assert daemon.proc.wait(timeout=30) == 0, daemon.log()
     log = daemon.log()
     assert " ERROR " not in log and "restarting" not in log, log
