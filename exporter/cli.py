@@ -117,6 +117,12 @@ def open_store(settings: Settings, *, check: bool = False, writable: bool = True
         _fail(f"db: {settings.db} cannot be opened: {exc} (restore a backup)")
     except (StorageError, OSError) as exc:
         _fail(f"db: {exc}")
+    if writable:  # before the integrity check, which may read a large file for seconds
+        try:
+            heartbeat.probe_write(store, os.getpid())
+        except (StorageError, OSError, sqlite3.Error) as exc:
+            store.close()
+            _fail(f"db: {settings.db}: {exc} (writing needs the file, its directory and .lock)")
     problem = None
     if check:
         started = time.monotonic()
@@ -128,12 +134,6 @@ def open_store(settings: Settings, *, check: bool = False, writable: bool = True
             f"db: {settings.db} failed SQLite's integrity check (PRAGMA quick_check): "
             f"{problem[:300]} (restore a backup, or try `sqlite3 {settings.db} .recover`)"
         )
-    if writable:
-        try:
-            heartbeat.probe_write(store, os.getpid())
-        except (StorageError, OSError, sqlite3.Error) as exc:
-            store.close()
-            _fail(f"db: {settings.db}: {exc} (writing needs the file, its directory and .lock)")
     return store
 
 
@@ -188,8 +188,8 @@ def serve(config: str | None, db: str | None, **opts: Any) -> None:
     """
     settings = load_settings(config, db=db, **opts)
     setup_logging(settings.log_level)
+    check_address(settings)  # first: cheap, and the integrity check may take seconds
     open_store(settings, check=True).close()
-    check_address(settings)
     sys.exit(serve_all(settings))
 
 
@@ -204,9 +204,9 @@ def web(config: str | None, db: str | None, started_by_serve: bool, **opts: Any)
     """Run only the HTTP server (for split deployments; run `releasebits worker` beside it)."""
     settings = load_settings(config, db=db, **opts)
     setup_logging(settings.log_level)
-    store = open_store(settings, check=not started_by_serve)
     if not started_by_serve:
         check_address(settings)
+    store = open_store(settings, check=not started_by_serve)
     if tokens.count_live(store) == 0:
         log.warning(
             "no API tokens exist yet: writes will be refused until you create one with "

@@ -45,7 +45,9 @@ def test_url_is_the_api_base_the_readme_describes(
     f = forwarding(
         TOML.format(api=api, url=httpserver.url_for("/nr-proxy")), {"NEW_RELIC_API_KEY": KEY}
     )
-    body = {"data": {"changeTrackingCreateDeployment": {"deploymentId": "d-1"}}}
+    # NerdGraph's answer to changeTrackingCreateEvent (REST v2 ignores the body of its 201).
+    event = {"changeTrackingId": "8a3a594c-e726-4bc2-8078-26dffec9a3d8", "category": "Deployment"}
+    body = {"data": {"changeTrackingCreateEvent": {"changeTrackingEvent": event, "messages": []}}}
     httpserver.expect_oneshot_request(path, method="POST").respond_with_json(body, status=201)
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     f.deploy(version="1.2.0", finished_at=now)
