@@ -49,111 +49,49 @@ def _ref(ref: str | None) -> tuple[str | None, str | None]:
     return ref.removeprefix("refs/heads/"), None
 
 
-def _github(env: Env) -> CIContext:
-    tag = env.get("GITHUB_REF_NAME") if env.get("GITHUB_REF_TYPE") == "tag" else None
-    run_url = None
+@dataclass(frozen=True)
+class Reader:
+    """Where one CI keeps each field: variable names, the first non-empty one wins; `adjust`
+    derives what no single variable holds. A tag, when there is one, means no branch."""
+
+    provider: str
+    applies: Callable[[Env], bool]
+    names: Mapping[str, tuple[str, ...]]
+    adjust: Callable[[Env, dict[str, str | None]], None] = lambda env, values: None
+
+    def read(self, env: Env) -> CIContext:
+        values = {name: _get(env, *variables) for name, variables in self.names.items()}
+        self.adjust(env, values)
+        if values.get("tag"):
+            values["branch"] = None
+        return CIContext(provider=self.provider, **values)
+
+
+def _github(env: Env, values: dict[str, str | None]) -> None:
+    values["tag"] = env.get("GITHUB_REF_NAME") if env.get("GITHUB_REF_TYPE") == "tag" else None
     if all(env.get(k) for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")):
-        run_url = f"{env['GITHUB_SERVER_URL']}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_ID']}"
-    return CIContext(
-        provider="github-actions",
-        repository=_get(env, "GITHUB_REPOSITORY"),
-        commit=_get(env, "GITHUB_SHA"),
-        branch=None if tag else _get(env, "GITHUB_HEAD_REF", "GITHUB_REF_NAME"),
-        tag=tag,
-        run_url=run_url,
-        run_id=_get(env, "GITHUB_RUN_ID"),
-        attempt=_get(env, "GITHUB_RUN_ATTEMPT"),
-        job=_get(env, "GITHUB_JOB"),
-    )
+        values["run_url"] = (
+            f"{env['GITHUB_SERVER_URL']}/{env['GITHUB_REPOSITORY']}/actions/runs/"
+            f"{env['GITHUB_RUN_ID']}"
+        )
 
 
-def _gitlab(env: Env) -> CIContext:
-    tag = _get(env, "CI_COMMIT_TAG")
-    return CIContext(
-        provider="gitlab-ci",
-        repository=_get(env, "CI_PROJECT_PATH"),
-        commit=_get(env, "CI_COMMIT_SHA"),
-        branch=None if tag else _get(env, "CI_COMMIT_BRANCH", "CI_COMMIT_REF_NAME"),
-        tag=tag,
-        run_url=_get(env, "CI_JOB_URL", "CI_PIPELINE_URL"),
-        run_id=_get(env, "CI_PIPELINE_ID"),  # a retried job gets a new CI_JOB_ID, same pipeline
-        job=_get(env, "CI_JOB_NAME"),
-        environment=_get(env, "CI_ENVIRONMENT_NAME"),
-        started_at=_get(env, "CI_JOB_STARTED_AT"),
-        result=_get(env, "CI_JOB_STATUS"),  # set for after_script: success, failed, canceled
-    )
+def _jenkins(env: Env, values: dict[str, str | None]) -> None:
+    branch = values.get("branch")
+    values["branch"] = branch.removeprefix("origin/") if branch else None
 
 
-def _jenkins(env: Env) -> CIContext:
-    branch = _get(env, "BRANCH_NAME", "GIT_LOCAL_BRANCH", "GIT_BRANCH")
-    tag = _get(env, "TAG_NAME")
-    return CIContext(
-        provider="jenkins",
-        repository=_get(env, "JOB_NAME"),
-        commit=_get(env, "GIT_COMMIT"),
-        branch=None if tag or not branch else branch.removeprefix("origin/"),
-        tag=tag,
-        run_url=_get(env, "BUILD_URL"),
-        run_id=_get(env, "BUILD_TAG"),  # jenkins-${JOB_NAME}-${BUILD_NUMBER}
-    )
-
-
-def _circleci(env: Env) -> CIContext:
-    tag = _get(env, "CIRCLE_TAG")
-    return CIContext(
-        provider="circleci",
-        repository=_get(env, "CIRCLE_PROJECT_REPONAME"),
-        commit=_get(env, "CIRCLE_SHA1"),
-        branch=None if tag else _get(env, "CIRCLE_BRANCH"),
-        tag=tag,
-        run_url=_get(env, "CIRCLE_BUILD_URL"),
-        run_id=_get(env, "CIRCLE_WORKFLOW_ID"),
-        job=_get(env, "CIRCLE_JOB"),
-    )
-
-
-def _buildkite(env: Env) -> CIContext:
-    tag = _get(env, "BUILDKITE_TAG")
+def _buildkite(env: Env, values: dict[str, str | None]) -> None:
     retries = _get(env, "BUILDKITE_RETRY_COUNT")
-    return CIContext(
-        provider="buildkite",
-        repository=_get(env, "BUILDKITE_PIPELINE_SLUG"),
-        commit=_get(env, "BUILDKITE_COMMIT"),
-        branch=None if tag else _get(env, "BUILDKITE_BRANCH"),
-        tag=tag,
-        run_url=_get(env, "BUILDKITE_BUILD_URL"),
-        run_id=_get(env, "BUILDKITE_BUILD_ID"),
-        attempt=str(int(retries) + 1) if retries and retries.isdigit() else None,
-        job=_get(env, "BUILDKITE_STEP_KEY", "BUILDKITE_LABEL"),
-    )
+    values["attempt"] = str(int(retries) + 1) if retries and retries.isdigit() else None
 
 
-def _azure(env: Env) -> CIContext:
-    branch, tag = _ref(_get(env, "BUILD_SOURCEBRANCH"))
-    return CIContext(
-        provider="azure-pipelines",
-        repository=_get(env, "BUILD_REPOSITORY_NAME"),
-        commit=_get(env, "BUILD_SOURCEVERSION"),
-        branch=branch,
-        tag=tag,
-        run_id=_get(env, "BUILD_BUILDID"),
-        attempt=_get(env, "SYSTEM_JOBATTEMPT"),
-        environment=_get(env, "ENVIRONMENT_NAME"),
-    )
+def _azure(env: Env, values: dict[str, str | None]) -> None:
+    values["branch"], values["tag"] = _ref(_get(env, "BUILD_SOURCEBRANCH"))
 
 
-def _bitbucket(env: Env) -> CIContext:
-    tag = _get(env, "BITBUCKET_TAG")
-    return CIContext(
-        provider="bitbucket-pipelines",
-        repository=_get(env, "BITBUCKET_REPO_SLUG"),
-        commit=_get(env, "BITBUCKET_COMMIT"),
-        branch=None if tag else _get(env, "BITBUCKET_BRANCH"),
-        tag=tag,
-        run_id=_get(env, "BITBUCKET_BUILD_NUMBER"),
-        environment=_get(env, "BITBUCKET_DEPLOYMENT_ENVIRONMENT"),
-        result=_exit_result(_get(env, "BITBUCKET_EXIT_CODE")),  # set for after-script
-    )
+def _bitbucket(env: Env, values: dict[str, str | None]) -> None:
+    values["result"] = _exit_result(_get(env, "BITBUCKET_EXIT_CODE"))  # set for after-script
 
 
 def _exit_result(code: str | None) -> str | None:
@@ -162,21 +100,108 @@ def _exit_result(code: str | None) -> str | None:
     return "success" if int(code) == 0 else "failed"
 
 
-# (name, is this the CI?, reader), in the order they are tried.
-PROVIDERS: tuple[tuple[str, Callable[[Env], bool], Callable[[Env], CIContext]], ...] = (
-    ("github-actions", lambda e: e.get("GITHUB_ACTIONS") == "true", _github),
-    ("gitlab-ci", lambda e: e.get("GITLAB_CI") == "true", _gitlab),
-    ("buildkite", lambda e: e.get("BUILDKITE") == "true", _buildkite),
-    ("circleci", lambda e: e.get("CIRCLECI") == "true", _circleci),
-    ("azure-pipelines", lambda e: e.get("TF_BUILD", "").lower() == "true", _azure),
-    ("bitbucket-pipelines", lambda e: bool(e.get("BITBUCKET_BUILD_NUMBER")), _bitbucket),
-    ("jenkins", lambda e: bool(e.get("JENKINS_URL") or e.get("BUILD_TAG")), _jenkins),
+# In the order they are tried.
+PROVIDERS: tuple[Reader, ...] = (
+    Reader(
+        "github-actions",
+        lambda e: e.get("GITHUB_ACTIONS") == "true",
+        {
+            "repository": ("GITHUB_REPOSITORY",),
+            "commit": ("GITHUB_SHA",),
+            "branch": ("GITHUB_HEAD_REF", "GITHUB_REF_NAME"),
+            "run_id": ("GITHUB_RUN_ID",),
+            "attempt": ("GITHUB_RUN_ATTEMPT",),
+            "job": ("GITHUB_JOB",),
+        },
+        _github,
+    ),
+    Reader(
+        "gitlab-ci",
+        lambda e: e.get("GITLAB_CI") == "true",
+        {
+            "repository": ("CI_PROJECT_PATH",),
+            "commit": ("CI_COMMIT_SHA",),
+            "branch": ("CI_COMMIT_BRANCH", "CI_COMMIT_REF_NAME"),
+            "tag": ("CI_COMMIT_TAG",),
+            "run_url": ("CI_JOB_URL", "CI_PIPELINE_URL"),
+            "run_id": ("CI_PIPELINE_ID",),  # a retried job gets a new CI_JOB_ID, same pipeline
+            "job": ("CI_JOB_NAME",),
+            "environment": ("CI_ENVIRONMENT_NAME",),
+            "started_at": ("CI_JOB_STARTED_AT",),
+            "result": ("CI_JOB_STATUS",),  # set for after_script: success, failed, canceled
+        },
+    ),
+    Reader(
+        "buildkite",
+        lambda e: e.get("BUILDKITE") == "true",
+        {
+            "repository": ("BUILDKITE_PIPELINE_SLUG",),
+            "commit": ("BUILDKITE_COMMIT",),
+            "branch": ("BUILDKITE_BRANCH",),
+            "tag": ("BUILDKITE_TAG",),
+            "run_url": ("BUILDKITE_BUILD_URL",),
+            "run_id": ("BUILDKITE_BUILD_ID",),
+            "job": ("BUILDKITE_STEP_KEY", "BUILDKITE_LABEL"),
+        },
+        _buildkite,
+    ),
+    Reader(
+        "circleci",
+        lambda e: e.get("CIRCLECI") == "true",
+        {
+            "repository": ("CIRCLE_PROJECT_REPONAME",),
+            "commit": ("CIRCLE_SHA1",),
+            "branch": ("CIRCLE_BRANCH",),
+            "tag": ("CIRCLE_TAG",),
+            "run_url": ("CIRCLE_BUILD_URL",),
+            "run_id": ("CIRCLE_WORKFLOW_ID",),
+            "job": ("CIRCLE_JOB",),
+        },
+    ),
+    Reader(
+        "azure-pipelines",
+        lambda e: e.get("TF_BUILD", "").lower() == "true",
+        {
+            "repository": ("BUILD_REPOSITORY_NAME",),
+            "commit": ("BUILD_SOURCEVERSION",),
+            "run_id": ("BUILD_BUILDID",),
+            "attempt": ("SYSTEM_JOBATTEMPT",),
+            "environment": ("ENVIRONMENT_NAME",),
+        },
+        _azure,
+    ),
+    Reader(
+        "bitbucket-pipelines",
+        lambda e: bool(e.get("BITBUCKET_BUILD_NUMBER")),
+        {
+            "repository": ("BITBUCKET_REPO_SLUG",),
+            "commit": ("BITBUCKET_COMMIT",),
+            "branch": ("BITBUCKET_BRANCH",),
+            "tag": ("BITBUCKET_TAG",),
+            "run_id": ("BITBUCKET_BUILD_NUMBER",),
+            "environment": ("BITBUCKET_DEPLOYMENT_ENVIRONMENT",),
+        },
+        _bitbucket,
+    ),
+    Reader(
+        "jenkins",
+        lambda e: bool(e.get("JENKINS_URL") or e.get("BUILD_TAG")),
+        {
+            "repository": ("JOB_NAME",),
+            "commit": ("GIT_COMMIT",),
+            "branch": ("BRANCH_NAME", "GIT_LOCAL_BRANCH", "GIT_BRANCH"),
+            "tag": ("TAG_NAME",),
+            "run_url": ("BUILD_URL",),
+            "run_id": ("BUILD_TAG",),  # jenkins-${JOB_NAME}-${BUILD_NUMBER}
+        },
+        _jenkins,
+    ),
 )
 
 
 def detect(env: Env) -> CIContext:
     """The CI this runs in, read from its environment; an empty context outside any CI."""
-    for _name, applies, read in PROVIDERS:
-        if applies(env):
-            return read(env)
+    for reader in PROVIDERS:
+        if reader.applies(env):
+            return reader.read(env)
     return CIContext()
