@@ -18,7 +18,7 @@ SLUG_RULE = (
     "component slug must be 1-64 characters of a-z, 0-9, '.', '-' starting and ending with a "
     "letter or digit (capitals, spaces and '_' are accepted and normalised)"
 )
-STAGE_RE = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,62})?")
+STAGE_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 RESULT_CLASSES = ("success", "failure", "error", "cancelled", "other")
 
 # Common spellings CI systems use, mapped onto the fixed label set so a free-form result string

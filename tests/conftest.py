@@ -45,6 +45,25 @@ def _close_cached_connections() -> Iterator[None]:
     close_thread_stores()
 
 
+@pytest.fixture(params=["UTC0", "<+1030>-10:30"], ids=["tz-utc", "tz-utc+10:30"])
+def local_timezone(request: pytest.FixtureRequest) -> Iterator[int]:
+    """The process's local time zone (TZ, tzset) set for one test: UTC, then 10:30 east of
+    it (POSIX spelling, so it needs no zoneinfo files). Yields the offset in seconds."""
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = request.param
+    time.tzset()
+    try:
+        offset = time.localtime().tm_gmtoff
+        assert offset == (0 if request.param == "UTC0" else 37_800), "TZ did not take effect"
+        yield offset
+    finally:
+        if old is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(db=str(tmp_path / "releasebits.db"))
