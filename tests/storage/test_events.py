@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from storage import aggregates, events
+from storage import aggregates, components, events
 
 LIMITS = events.Limits(max_components=2, max_stages=2)
 
@@ -105,3 +105,52 @@ def test_durations_fill_histogram_buckets(db: Any) -> None:
     assert by_bound[60.0] == 2
     assert by_bound[7200.0] == 1
     assert by_bound[float("inf")] == 1
+
+
+def _component(db: Any, slug: str = "checkout") -> dict[str, Any]:
+    found = components.get_component(db, slug)
+    assert found is not None
+    return found
+
+
+def test_a_late_older_build_never_replaces_the_newest(db: Any) -> None:
+    record(db, "checkout", _event("42", 5, result="passed"), kind="build")
+    record(db, "checkout", _event("41", 3, result_class="failure", result="failed"), kind="build")
+    last = _component(db)["last_build"]
+    assert (last["version"], last["result_class"], last["finished_at"]) == (
+        "42",
+        "success",
+        "2024-01-05T00:00:00.000Z",
+    )
+    record(db, "checkout", _event("43", 6, result_class="failure", result="failed"), kind="build")
+    assert _component(db)["last_build"]["version"] == "43"
+
+
+def test_a_build_reported_again_at_the_same_time_takes_the_later_report(db: Any) -> None:
+    # A CI re-run reporting the same finished_at: the newer report is the news.
+    first = record(db, "checkout", _event("42", 5, result_class="failure"), kind="build")
+    again = record(db, "checkout", _event("42", 5, result="retried ok"), kind="build")
+    last = _component(db)["last_build"]
+    assert last["id"] == again.body["id"] != first.body["id"]
+    assert (last["result"], last["result_class"]) == ("retried ok", "success")
+
+
+def test_a_deployment_at_the_same_time_as_the_current_one_replaces_it(db: Any) -> None:
+    record(db, "checkout", _event("v1", 5))
+    record(db, "checkout", _event("v2", 5, commit_sha="abc"))
+    stage = _component(db)["stages"]["production"]
+    assert (stage["version"], stage["commit_sha"]) == ("v2", "abc")
+    assert stage["since"] == stage["deployed_at"] == "2024-01-05T00:00:00.000Z"
+
+
+def test_backfill_is_compared_with_the_newest_redeploy_not_the_first(db: Any) -> None:
+    record(db, "checkout", _event("v1", 1))
+    record(db, "checkout", _event("v2", 5))
+    record(db, "checkout", _event("v2", 10))  # redeployed: current since day 5, last on day 10
+    record(db, "checkout", _event("v1", 7))  # an older deployment, backfilled late
+    stage = _component(db)["stages"]["production"]
+    assert (stage["version"], stage["since"], stage["deployed_at"]) == (
+        "v2",
+        "2024-01-05T00:00:00.000Z",
+        "2024-01-10T00:00:00.000Z",
+    )

@@ -428,6 +428,51 @@ def test_list_newest_first_with_filters_and_link_pagination(
     assert [r["version"] for r in window] == ["v2", "v1"]
 
 
+def all_pages(client: Any, auth: dict[str, str], path: str) -> list[list[dict[str, Any]]]:
+    """Every page of a list, following the Link header until a page has none."""
+    pages = []
+    while True:
+        resp = client.get(path, headers=auth)
+        assert resp.status_code == 200, resp.json
+        pages.append(resp.json)
+        if "Link" not in resp.headers:
+            return pages
+        match = re.match(r'<([^>]+)>; rel="next"', resp.headers["Link"])
+        assert match
+        path = match.group(1)
+
+
+def test_events_sharing_a_finished_at_are_paged_each_exactly_once(
+    client: Any, auth: dict[str, str]
+) -> None:
+    # A rollout to five hosts reported with one timestamp, then one later deployment.
+    same = [
+        post(client, auth, version="v1", host=f"web-{i}", finished_at="2024-01-01T00:00:00Z")
+        for i in range(5)
+    ]
+    later = post(client, auth, version="v2", finished_at="2024-01-02T00:00:00Z")
+    pages = all_pages(client, auth, "/components/checkout/deployments?limit=2")
+    assert [len(p) for p in pages] == [2, 2, 2]  # the last page is full and has no next link
+    seen = [row["id"] for page in pages for row in page]
+    # Newest first; within one finished_at, the last received first.
+    assert seen == [later.json["id"], *reversed([r.json["id"] for r in same])]
+
+
+def test_host_and_raw_result_filters(client: Any, auth: dict[str, str]) -> None:
+    post(client, auth, version="v1", host="web-1", result="failed")
+    post(client, auth, version="v1", host="web-2", result="broken")
+    post(client, auth, version="v2", host="web-1", result="passed")
+    path = "/components/checkout/deployments"
+    by_host = client.get(f"{path}?host=web-1", headers=auth).json
+    assert [(r["version"], r["host"]) for r in by_host] == [("v2", "web-1"), ("v1", "web-1")]
+    raw = client.get(f"{path}?result=broken", headers=auth).json  # a raw result, not a class
+    assert [(r["host"], r["result"]) for r in raw] == [("web-2", "broken")]
+    by_class = client.get(f"{path}?result=failure", headers=auth).json
+    assert [r["result"] for r in by_class] == ["broken", "failed"]
+    both = client.get(f"{path}?host=web-1&result=failure", headers=auth).json
+    assert [r["result"] for r in both] == ["failed"]
+
+
 @pytest.mark.parametrize(
     "query", ["limit=0", "limit=abc", "limit=100000", "cursor=%%%", "cursor=bm9wZQ", "since=never"]
 )
@@ -533,6 +578,23 @@ def test_releases(client: Any, auth: dict[str, str]) -> None:
     bad = client.post("/releases", json={"description": "no name"}, headers=auth)
     assert bad.status_code == 422
     assert client.get("/releases/ghost", headers=auth).status_code == 404
+
+
+def test_releases_created_by_deployments_are_distinct(client: Any, auth: dict[str, str]) -> None:
+    post(client, auth, version="1", release="2024.05")
+    post(client, auth, slug="billing", version="7", release="2024.06")
+    post(client, auth, version="2", release="2024.06")
+    listed = {r["name"]: r for r in client.get("/releases", headers=auth).json}
+    assert {name: r["deployments_count"] for name, r in listed.items()} == {
+        "2024.05": 1,
+        "2024.06": 2,
+    }
+    assert listed["2024.05"]["id"] != listed["2024.06"]["id"]
+    for name, release in listed.items():
+        uuid.UUID(release["id"])
+        by_id = client.get(f"/releases/{release['id']}", headers=auth).json
+        assert by_id["name"] == name
+        assert {d["release"] for d in by_id["deployments"]} == {name}
 
 
 # --- meta -------------------------------------------------------------------------------------
