@@ -444,3 +444,141 @@ def test_a_hanging_target_delays_only_itself(
     finally:
         hang.close()
         worker.deliverer.close()
+
+
+# --- what a delivery row says, and what the worker does with it -------------------------------
+
+
+def iso_seconds(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def test_forwarded_event_carries_the_time_it_was_stored(
+    httpserver: HTTPServer, forwarding: Make
+) -> None:
+    httpserver.expect_request("/hooks", method="POST").respond_with_data("", status=204)
+    f = forwarding(hooks(httpserver), ENV)
+    before = time.time()
+    f.deploy(finished_at="2024-01-01T00:00:00Z")  # an old deployment, stored now
+    after = time.time()
+    created = f.only()["created_at"]
+    assert before - 0.001 <= iso_seconds(created) <= after
+    f.run()
+    ((request, _),) = httpserver.log
+    assert request.json["timestamp"] == created
+    assert request.json["data"]["finished_at"] == "2024-01-01T00:00:00.000Z"
+
+
+def test_a_delivery_row_tells_when_it_was_created_updated_and_is_due(
+    httpserver: HTTPServer, forwarding: Make
+) -> None:
+    httpserver.expect_request("/hooks", method="POST").respond_with_data("", status=503)
+    f = forwarding(hooks(httpserver), ENV, forward_retry_base_seconds=30)
+    f.deploy()
+    fresh = f.only()
+    assert fresh["status"] == "pending" and fresh["attempts"] == 0
+    assert fresh["next_attempt_at"] == fresh["created_at"] == fresh["updated_at"]
+    assert fresh["delivered_at"] is None
+
+    f.clock.advance(100)
+    f.run()
+    retried = f.only()
+    tried_at = f.clock()
+    assert retried["attempts"] == 1 and retried["last_status"] == 503
+    assert retried["created_at"] == fresh["created_at"]
+    assert iso_seconds(retried["updated_at"]) == pytest.approx(tried_at, abs=1)
+    # rand() = 1: the full base delay after the first failure.
+    assert iso_seconds(retried["next_attempt_at"]) == pytest.approx(tried_at + 30, abs=1)
+
+    httpserver.clear_all_handlers()
+    httpserver.expect_request("/hooks", method="POST").respond_with_data("", status=204)
+    f.clock.advance(31)
+    f.run()
+    done = f.only()
+    assert done["status"] == "delivered" and done["attempts"] == 2
+    assert done["next_attempt_at"] is None  # only a pending row is due
+    assert iso_seconds(done["delivered_at"]) == pytest.approx(f.clock(), abs=1)
+    assert done["delivered_at"] == done["updated_at"]
+
+
+def test_an_in_flight_delivery_is_not_retried(httpserver: HTTPServer, forwarding: Make) -> None:
+    f = forwarding(hooks(httpserver), ENV)
+    f.deploy()
+    now = time.time()
+    (claimed,) = outbox.claim(f.db, ["hooks"], now=now, lease_seconds=600, limit=10)
+    resp = f.client.post(f"/deliveries/{claimed.id}/retry", headers=f.auth)
+    assert resp.status_code == 409
+    assert resp.json["error"]["code"] == "delivery_in_flight"
+    # Still leased to the worker that holds it: a second claim would deliver it twice.
+    assert f.only()["status"] == "delivering"
+    assert outbox.claim(f.db, ["hooks"], now=now + 1, lease_seconds=600, limit=10) == []
+
+
+def test_a_disabled_target_listed_first_does_not_starve_the_others(
+    httpserver: HTTPServer, forwarding: Make
+) -> None:
+    f = forwarding(hooks(httpserver, "gone") + hooks(httpserver, "up"), ENV)
+    httpserver.expect_request("/gone", method="POST").respond_with_data("bye", status=410)
+    httpserver.expect_request("/up", method="POST").respond_with_data("", status=204)
+    f.deploy(version="1")
+    f.run()
+    assert {r["target"]: r["status"] for r in f.deliveries()} == {
+        "gone": "disabled",
+        "up": "delivered",
+    }
+    f.deploy(version="2")
+    f.run()
+    statuses = sorted((r["target"], r["status"]) for r in f.deliveries())
+    assert statuses == [
+        ("gone", "disabled"),
+        ("gone", "pending"),  # kept for when an operator re-enables the target
+        ("up", "delivered"),
+        ("up", "delivered"),
+    ]
+    assert sum(1 for req, _ in httpserver.log if req.path == "/gone") == 1
+
+
+def test_oldest_pending_age_is_the_age_of_the_oldest_waiting_delivery(
+    httpserver: HTTPServer, forwarding: Make
+) -> None:
+    f = forwarding(hooks(httpserver), ENV)
+    old, _ = f.deploy(version="1"), f.deploy(version="2")
+    f.db.execute(
+        "UPDATE deliveries SET created_at = ? WHERE event_id = ?", [time.time() - 3600, old]
+    )
+    f.db.conn.commit()
+    age = samples(f)[("releasebits_forward_oldest_pending_age_seconds", (("target", "hooks"),))]
+    assert age == pytest.approx(3600, abs=5)
+
+
+def test_pruning_removes_every_old_delivered_row_in_batches(
+    httpserver: HTTPServer, forwarding: Make
+) -> None:
+    httpserver.expect_request("/hooks", method="POST").respond_with_data("", status=204)
+    f = forwarding(hooks(httpserver), ENV)
+    ids = [f.deploy(version=f"1.{i}") for i in range(5)]
+    f.run()
+    f.db.execute("UPDATE deliveries SET delivered_at = ?", [time.time() - 86400])
+    f.db.conn.commit()
+    kept = f.deploy(version="2.0")
+    f.run()
+    assert len(f.deliveries(status="delivered")) == 6
+    assert outbox.prune_delivered(f.db, time.time() - 3600, batch=2) == 5  # 2 + 2 + 1
+    assert [r["event"]["id"] for r in f.deliveries()] == [kept]
+    assert not set(ids) & {r["event"]["id"] for r in f.deliveries()}
+    assert outbox.prune_delivered(f.db, time.time() - 3600, batch=2) == 0
+
+
+def test_the_last_deliveries_page_has_no_next_link(
+    httpserver: HTTPServer, forwarding: Make
+) -> None:
+    f = forwarding(hooks(httpserver), ENV)
+    for i in range(4):
+        f.deploy(version=f"1.{i}")
+    first = f.client.get("/deliveries?limit=2", headers=f.auth)
+    link = first.headers["Link"]
+    second = f.client.get("/deliveries" + link[link.index("?") : link.index(">")], headers=f.auth)
+    assert len(second.json) == 2
+    assert "Link" not in second.headers
+    newest_first = [r["event"]["id"] for r in first.json + second.json]
+    assert newest_first == [r["event"]["id"] for r in f.deliveries()]
