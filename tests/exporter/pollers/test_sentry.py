@@ -517,3 +517,80 @@ def test_an_org_token_403_says_org_tokens_cannot_read_sessions(
     message = str(caught.value)
     assert "organization auth tokens (sntrys_...) cannot read session data" in message
     assert "\n" not in message
+
+
+# --- edges of the documented answer -------------------------------------------------------
+
+
+def group(project: Any, release: Any, environment: Any = "production", **totals: Any) -> Any:
+    """One group as the sessions API answers it (shape of sessions_totals.json)."""
+    return {
+        "by": {"project": project, "release": release, "environment": environment},
+        "totals": {
+            "sum(session)": 100,
+            "count_unique(user)": 10,
+            "crash_free_rate(session)": 0.99,
+            "crash_free_rate(user)": 0.99,
+            **totals,
+        },
+    }
+
+
+def test_a_release_where_every_session_crashed_is_0_not_an_error() -> None:
+    crashed = group(42, "app@1.0", **{"crash_free_rate(session)": 0, "crash_free_rate(user)": 0.0})
+    (record,) = parse_sessions({"groups": [crashed]})
+    assert (record.crash_free_sessions, record.crash_free_users) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("rate", [1.5, -0.01])
+def test_a_rate_outside_0_to_1_is_an_error(rate: float) -> None:
+    with pytest.raises(PollError, match=r"crash_free_rate\(session\).*outside 0..1"):
+        parse_sessions({"groups": [group(42, "app@1.0", **{"crash_free_rate(session)": rate})]})
+
+
+def test_skipped_and_duplicate_groups_keep_every_later_release() -> None:
+    totals = {
+        "groups": [
+            {"by": {}, "totals": {"sum(session)": 0}},  # the no-data group
+            group(42, "app@1.0", **{"sum(session)": 500}),
+            group(42, "", **{"sum(session)": 7}),  # no release name: describes no release
+            group(42, "app@1.0", **{"sum(session)": 499}),  # an overlapping page repeats it
+            group("43", "app@2.0"),  # a project id sent as a string
+        ]
+    }
+    env = {"environment": "production"}
+    statuses = {
+        "groups": [
+            # without a status, or without a release: counted nowhere
+            {"by": {**env, "project": 42, "release": "app@1.0"}, "totals": {"sum(session)": 1}},
+            {"by": {**env, "session.status": "healthy"}, "totals": {"sum(session)": 9}},
+            {
+                "by": {**env, "project": "43", "release": "app@2.0", "session.status": "healthy"},
+                "totals": {"sum(session)": 99},
+            },
+            {
+                "by": {**env, "project": 43, "release": "app@2.0", "session.status": "crashed"},
+                "totals": {"sum(session)": 1},
+            },
+        ]
+    }
+    records = parse_sessions(totals, statuses)
+    assert [(r.project_id, r.release, r.total_sessions) for r in records] == [
+        (42, "app@1.0", 500),
+        (43, "app@2.0", 100),
+    ]
+    assert records[1].environment == "production"
+    assert records[1].sessions_by_status == {"healthy": 99, "crashed": 1}
+
+
+def test_429_without_a_reset_header_waits_the_default(
+    httpserver: HTTPServer, http_session: requests.Session, load_fixture: Load, sleeps: list[float]
+) -> None:
+    # Sentry itself always sends X-Sentry-Rate-Limit-Reset; a proxy in front of it may not.
+    httpserver.expect_ordered_request(PATH).respond_with_data("Too Many Requests", status=429)
+    serve_good(httpserver, load_fixture)
+
+    result = poll(http_session, make_source(httpserver), sleep=sleeps.append, now=lambda: 1000.0)
+
+    assert sleeps == [5.0]
+    assert len(result.records) == 5
