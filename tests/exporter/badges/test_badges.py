@@ -20,6 +20,8 @@ from storage import release_health, tokens
 
 SVG = "{http://www.w3.org/2000/svg}"
 GREY = "#9f9f9f"
+GREEN = "#97ca00"
+YELLOWGREEN = "#a4a61d"
 BLUE = "#007ec6"
 BRIGHTGREEN = "#4c1"
 RED = "#e05d44"
@@ -87,6 +89,13 @@ def drawn(body: bytes) -> Drawn:
     return Drawn(
         texts[0], texts[1], fills[0], fills[1], root.get("height", ""), float(root.get("width", 0))
     )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_render_cache() -> None:
+    """render_svg caches per process: a badge drawn by an earlier test must not stand in for
+    drawing this test's badge."""
+    render_svg.cache_clear()
 
 
 def get_badge(client: Any, path: str, **kwargs: Any) -> Drawn:
@@ -198,6 +207,24 @@ def test_crash_free_without_a_mapping_is_no_data(client: Any, auth: Any) -> None
     assert (badge.message, badge.color) == ("no data", GREY)
 
 
+@pytest.mark.parametrize(
+    ("ratio", "message", "color"),
+    [
+        (0.99, "99%", BRIGHTGREEN),  # exactly at crash_free_target: on target
+        (0.9899, "98.99%", YELLOW),
+        (0.98, "98%", YELLOW),  # exactly one more error budget below: still yellow
+        (0.9799, "97.99%", RED),
+    ],
+)
+def test_crash_free_colour_boundaries(
+    client: Any, auth: Any, db: Any, ratio: float, message: str, color: str
+) -> None:
+    deploy(client, auth, version="1.2.3")
+    store_health(db, "checkout@1.2.3", ratio)
+    badge = get_badge(client, "/badges/components/checkout/crash-free.svg")
+    assert (badge.message, badge.color) == (message, color)
+
+
 def test_deployments_badge_counts_versions_per_period(client: Any, auth: Any) -> None:
     for host in ("web-1", "web-2", "web-3"):  # one rollout recorded per host counts once
         deploy(client, auth, version="v3", host=host, finished_at=ago(hours=2))
@@ -217,6 +244,17 @@ def test_deployments_badge_counts_versions_per_period(client: Any, auth: Any) ->
     assert (bad.message, bad.color) == ("invalid period", GREY)
 
 
+def test_invalid_period_stays_a_grey_error_whatever_the_colour_override(
+    client: Any, auth: Any
+) -> None:
+    deploy(client, auth, version="v1")
+    path = "/badges/components/checkout/deployments"
+    badge = get_badge(client, f"{path}.svg?period=fortnight&color=green")
+    assert (badge.message, badge.color) == ("invalid period", GREY)
+    doc = client.get(f"{path}.json?period=fortnight&color=green").get_json()
+    assert (doc["message"], doc["color"], doc["isError"]) == ("invalid period", "lightgrey", True)
+
+
 def test_deployments_badge_with_none_in_the_period_is_grey(client: Any, auth: Any) -> None:
     deploy(client, auth, version="v1", finished_at=ago(days=3))
     badge = get_badge(client, "/badges/components/checkout/deployments.svg?period=day")
@@ -229,8 +267,8 @@ def test_deployments_badge_with_none_in_the_period_is_grey(client: Any, auth: An
         ({"seconds": 20}, "just now", BRIGHTGREEN),
         ({"hours": 3, "minutes": 5}, "3 hours ago", BRIGHTGREEN),
         ({"days": 1, "hours": 1}, "1 day ago", BRIGHTGREEN),
-        ({"days": 15}, "2 weeks ago", "#97ca00"),
-        ({"days": 40}, "1 month ago", "#a4a61d"),
+        ({"days": 15}, "2 weeks ago", GREEN),
+        ({"days": 40}, "1 month ago", YELLOWGREEN),
         ({"days": 800}, "2 years ago", ORANGE),
     ],
 )
@@ -240,6 +278,35 @@ def test_last_deploy_badge_says_how_long_ago(
     deploy(client, auth, version="v1", finished_at=ago(**age))
     badge = get_badge(client, "/badges/components/checkout/last-deploy.svg")
     assert (badge.label, badge.message, badge.color) == ("last deploy", message, color)
+
+
+@pytest.mark.parametrize(
+    ("days", "message", "color"),
+    [
+        (7 - 1 / 86_400, "6 days ago", BRIGHTGREEN),
+        (7, "1 week ago", GREEN),
+        (30 - 1 / 86_400, "4 weeks ago", GREEN),
+        (30, "1 month ago", YELLOWGREEN),
+        (180 - 1 / 86_400, "5 months ago", YELLOWGREEN),
+        (180, "6 months ago", YELLOW),
+        (365 - 1 / 86_400, "12 months ago", YELLOW),
+        (365, "1 year ago", ORANGE),
+    ],
+)
+def test_last_deploy_colour_changes_exactly_at_7_30_180_and_365_days(
+    client: Any, auth: Any, db: Any, settings: Settings, days: float, message: str, color: str
+) -> None:
+    finished = datetime(2024, 1, 1, tzinfo=UTC)
+    deploy(client, auth, version="v1", finished_at=iso(finished))
+    asked_at = finished.timestamp() + days * 86_400  # the clock a badge request reads
+    badge = badges.component_badge(
+        badges.Query(db, settings, {}, now=asked_at), "checkout", "last-deploy"
+    )
+    assert (badge.label, badge.message, badges.to_hex(badge.color)) == (
+        "last deploy",
+        message,
+        color,
+    )
 
 
 def test_format_age_singular_and_future() -> None:
@@ -276,11 +343,27 @@ def test_unknown_component_stage_and_missing_data_are_grey_badges(
         assert (badge.message, badge.color) == ("no data", GREY)
 
 
+def test_build_badge_without_builds_says_no_data(client: Any, auth: Any) -> None:
+    deploy(client, auth, version="v1")  # the component exists; it has no build yet
+    badge = get_badge(client, "/badges/components/checkout/build.svg")
+    assert (badge.label, badge.message, badge.color) == ("build", "no data", GREY)
+
+
+def test_long_stage_and_build_result_texts_are_cut(client: Any, auth: Any) -> None:
+    build(client, auth, version="1", result="Flaky: retried 3 times, then gave up waiting")
+    badge = get_badge(client, "/badges/components/checkout/build.svg")
+    assert badge.message == "flaky: retried 3 times, then ga\u2026"  # 32 characters
+    stage = "s" * 70
+    badge = get_badge(client, f"/badges/components/checkout/version.svg?stage={stage}")
+    assert (badge.label, badge.message) == ("s" * 63 + "\u2026", "not found")
+
+
 def test_unknown_kind_is_a_404_that_is_still_a_badge(client: Any) -> None:
     resp = client.get("/badges/components/checkout/coverage.svg")
     assert resp.status_code == 404
     assert resp.headers["Content-Type"] == "image/svg+xml; charset=utf-8"
-    assert drawn(resp.data).message == "unknown kind"
+    badge = drawn(resp.data)
+    assert (badge.label, badge.message, badge.color) == ("badge", "unknown kind", GREY)
     resp = client.get("/badges/components/checkout/coverage.json")
     assert resp.status_code == 404
     assert resp.get_json()["isError"] is True
@@ -423,6 +506,8 @@ def test_label_and_colour_overrides(client: Any, auth: Any) -> None:
     assert (badge.label, badge.color, badge.label_color) == ("live", "#ff69b4", BLUE)
     assert get_badge(client, base + "?color=%23ABC").color == "#aabbcc"
     assert get_badge(client, base + "?color=orange").color == ORANGE
+    hexes = get_badge(client, base + "?color=1f2e3d&label_color=%23c0ffee")  # either spelling
+    assert (hexes.color, hexes.label_color) == ("#1f2e3d", "#c0ffee")
     # Invalid overrides are ignored: the badge still renders as it would without them.
     for bad in ("color=notacolour", "color=%22/%3E%3Cscript%3E", "style=3d", "label=%20"):
         badge = get_badge(client, f"{base}?{bad}")
@@ -462,11 +547,20 @@ def test_characters_xml_forbids_are_replaced(client: Any, auth: Any) -> None:
     assert badge.message == "v1\ufffd\ufffd[31m"
 
 
+def test_whitespace_in_a_version_is_one_space(client: Any, auth: Any) -> None:
+    deploy(client, auth, version="1.0  beta\t2")
+    badge = get_badge(client, "/badges/components/checkout/version.svg")
+    assert badge.message == "1.0 beta 2"
+
+
 def test_long_versions_are_cut(client: Any, auth: Any) -> None:
     deploy(client, auth, version="v" + "9" * 250)
     badge = get_badge(client, "/badges/components/checkout/version.svg")
     assert len(badge.message) == badges.MAX_TEXT
     assert badge.message.endswith("\u2026")
+    exactly = "v" + "9" * (badges.MAX_TEXT - 1)
+    deploy(client, auth, version=exactly)
+    assert get_badge(client, "/badges/components/checkout/version.svg").message == exactly
 
 
 # --- releases ---------------------------------------------------------------------------------
@@ -500,6 +594,52 @@ def test_release_badges(client: Any, auth: Any, db: Any) -> None:
     assert (
         get_badge(client, "/badges/releases/checkout@0.0.1/crash-free.svg").message == "not found"
     )
+
+
+def test_release_last_deploy_is_that_releases_newest_deployment(client: Any, auth: Any) -> None:
+    deploy(client, auth, version="1.4.0", release="2024.05", finished_at=ago(days=9))
+    deploy(client, auth, version="1.5.0", release="2024.06", finished_at=ago(hours=1))
+    badge = get_badge(client, "/badges/releases/2024.05/last-deploy.svg")
+    assert (badge.label, badge.message, badge.color) == ("last deploy", "1 week ago", GREEN)
+    newer = get_badge(client, "/badges/releases/2024.06/last-deploy.svg")
+    assert (newer.message, newer.color) == ("1 hour ago", BRIGHTGREEN)
+
+
+def test_release_without_deployments(client: Any, auth: Any) -> None:
+    resp = client.post("/releases", json={"name": "2024.07"}, headers=auth)
+    assert resp.status_code == 201
+    count = get_badge(client, "/badges/releases/2024.07/deployments.svg")
+    assert (count.label, count.message, count.color) == ("deployments", "0", GREY)
+    last = get_badge(client, "/badges/releases/2024.07/last-deploy.svg")
+    assert (last.label, last.message, last.color) == ("last deploy", "no data", GREY)
+
+
+def test_release_crash_free_shows_the_busiest_project_against_its_own_target(
+    client: Any, db: Any
+) -> None:
+    rows = [  # two projects ship the same release name; project 2 has nearly all the sessions
+        release_health.HealthRow("sentry", "1", "production", "app@2.0", 40, 4, 0.9, 0.9),
+        release_health.HealthRow("sentry", "2", "production", "app@2.0", 5000, 900, 0.995, 0.99),
+    ]
+    release_health.store_poll(db, "sentry", rows, duration=0.1)
+    path = "/badges/releases/app@2.0/crash-free.svg"
+    badge = get_badge(client, path)
+    assert (badge.label, badge.message, badge.color) == ("crash-free", "99.5%", BRIGHTGREEN)
+    assert get_badge(client, path + "?source=sentry").message == "99.5%"
+
+    # Project 2's own stability target (0.999) makes 99.5% red, where crash_free_target
+    # (0.99) would call it green.
+    target = release_health.Target("sentry", "2", "stability", 0.999, 0.99)
+    release_health.store_poll(db, "sentry", rows, [target], duration=0.1)
+    badge = get_badge(client, path)
+    assert (badge.message, badge.color) == ("99.5%", RED)
+
+
+def test_release_crash_free_without_a_rate_is_no_data(client: Any, db: Any) -> None:
+    row = release_health.HealthRow("sentry", "1", "production", "app@3.0", 0, 0, None, None)
+    release_health.store_poll(db, "sentry", [row], duration=0.1)
+    badge = get_badge(client, "/badges/releases/app@3.0/crash-free.svg")
+    assert (badge.label, badge.message, badge.color) == ("crash-free", "no data", GREY)
 
 
 # --- settings ---------------------------------------------------------------------------------
