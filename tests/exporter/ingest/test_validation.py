@@ -209,6 +209,7 @@ BAD_FIELDS = [
         "must be an ISO 8601 timestamp such as 2018-05-27T13:15:30.311Z",
     ),
     ({"finished_at": "x" * 65}, "finished_at", "must be at most 64 characters"),
+    ({"stage": "s" * 65}, "stage", "must be at most 64 characters"),
     (
         {"started_at": "2018-05-27T13:15:31Z", "finished_at": "2018-05-27T13:15:30Z"},
         "started_at",
@@ -241,7 +242,7 @@ def test_each_bad_field_is_named_with_what_to_fix(
 
 
 def test_bad_url_of_a_build(client: Any, auth: dict[str, str]) -> None:
-    resp = post(client, auth, "builds", version="1", url="https://ci/" + "u" * 2048)
+    resp = post(client, auth, "builds", version="1", url="https://ci/" + "u" * (2049 - 11))
     assert resp.status_code == 422
     assert resp.json["error"]["fields"] == {"url": "must be at most 2048 characters"}
 
@@ -311,3 +312,25 @@ def test_a_release_description_may_be_long(client: Any, auth: dict[str, str]) ->
     created = client.post("/releases", json={"name": "r", "description": notes}, headers=auth)
     assert created.status_code == 201
     assert client.get("/releases/r", headers=auth).json["description"] == notes
+
+
+# --- component slugs --------------------------------------------------------------------------
+
+
+def test_slugs_are_normalised_or_refused_with_the_rule(client: Any, auth: dict[str, str]) -> None:
+    resp = client.post(
+        "/components/Billing_API  v2/deployments", json={"version": "1"}, headers=auth
+    )
+    assert resp.status_code == 201
+    assert resp.headers["Location"].startswith("/components/billing-api-v2/deployments/")
+    slug = "a" * 90
+    bad = client.post(f"/components/{slug}/deployments", json={"version": "1"}, headers=auth)
+    assert bad.status_code == 400
+    assert bad.json["error"] == {
+        "code": "invalid_slug",
+        "message": f"invalid component slug {'a' * 80!r}",  # long input is cut in the message
+        "fields": {
+            "slug": "component slug must be 1-64 characters of a-z, 0-9, '.', '-' "
+            "starting and ending with a letter or digit"
+        },
+    }
