@@ -72,6 +72,7 @@ SOURCES = """
 organization = "acme"
 token_env = "SENTRY_TOKEN"
 projects = [42]
+environments = ["production"]
 window = "14d"
 
 [[bugsnag]]
@@ -103,6 +104,8 @@ def test_sources_and_component_mappings(tmp_path: Path) -> None:
     sentry, mobile = s.sources
     assert (sentry.name, sentry.kind, sentry.interval_seconds) == ("sentry", "sentry", 300)
     assert sentry.config.token == "sntrys_x"  # type: ignore[union-attr]
+    assert (sentry.config.projects, sentry.config.environments) == ((42,), ("production",))  # type: ignore[union-attr]
+    assert sentry.config.sessions_url == "https://sentry.io/api/0/organizations/acme/sessions/"  # type: ignore[union-attr]
     assert (mobile.name, mobile.interval_seconds) == ("mobile", 3600)
     assert mobile.config.base_url == "https://api.bugsnag.smartbear.com"
     checkout = s.components["checkout"]
@@ -115,7 +118,15 @@ def test_sources_and_component_mappings(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("window", "interval"),
-    [("24h", "1h"), ("47h", "1h"), ("2d", "1d"), ("14d", "1d"), ("41d", "1d"), ("90d", "1d")],
+    [
+        ("24h", "1h"),
+        ("47h", "1h"),
+        ("48h", "1d"),
+        ("2d", "1d"),
+        ("14d", "1d"),
+        ("90d", "1d"),
+        ("999d", "1d"),
+    ],
 )
 def test_long_sentry_windows_use_daily_buckets(tmp_path: Path, window: str, interval: str) -> None:
     # Sentry answers 400 beyond 1000 buckets, and caps groups at 10000 / buckets: windows of 2

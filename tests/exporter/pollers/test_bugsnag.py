@@ -101,6 +101,19 @@ def test_missing_stage_falls_back_and_groups_without_version_are_skipped() -> No
     assert (record.app_version, record.release_stage, record.released_at) == ("1.0.0", "beta", None)
 
 
+def test_release_dates_without_an_offset_are_utc(local_timezone: int) -> None:
+    groups = [
+        {"app_version": v, "release_stage_name": "production", "first_released_at": at}
+        for v, at in (
+            ("1", "2024-05-01T12:00:00.000Z"),
+            ("2", "2024-05-01T12:00:00"),
+            ("3", "soon"),
+        )
+    ]
+    released = {r.app_version: r.released_at for r in parse_release_groups(PROJECT, groups)}
+    assert released == {"1": 1714564800.0, "2": 1714564800.0, "3": None}
+
+
 @pytest.mark.parametrize(
     "payload",
     [

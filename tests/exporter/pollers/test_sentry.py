@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import time
 from collections.abc import Callable
@@ -201,12 +202,21 @@ def test_poll_sends_the_documented_requests(
     assert len(httpserver.log) == 2
     for request, _ in httpserver.log:
         assert request.headers["Authorization"] == f"Bearer {TOKEN}"
+        assert request.headers["Accept"] == "application/json"
     assert result.requests == 2
     assert result.source == "sentry"
     assert result.projects == ("42", "43")
     assert len(result.records) == 5
     # What releasebits_source_poll_duration_seconds will say: wall time of the whole poll.
     assert result.duration_seconds == 3.25
+    # What storage is handed.
+    row = next(
+        r for r in result.rows() if (r.release, r.environment) == ("checkout@1.2.0", "production")
+    )
+    assert (row.source, row.project, row.total_sessions, row.users) == ("sentry", "42", 1840, 920)
+    assert row.crash_free_sessions == pytest.approx(1 - 5 / 1840)
+    assert row.crash_free_users == pytest.approx(0.99891, abs=1e-5)
+    assert row.sessions_by_status == {"healthy": 1800, "errored": 35, "crashed": 5, "abnormal": 0}
 
 
 def test_all_projects_are_asked_for_as_minus_one(
@@ -271,7 +281,11 @@ def test_repeated_cursor_is_an_error_not_a_loop(
 
 
 def test_429_waits_until_the_rate_limit_reset(
-    httpserver: HTTPServer, http_session: requests.Session, load_fixture: Load, sleeps: list[float]
+    httpserver: HTTPServer,
+    http_session: requests.Session,
+    load_fixture: Load,
+    sleeps: list[float],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     httpserver.expect_ordered_request(PATH).respond_with_json(
         {
@@ -287,6 +301,9 @@ def test_429_waits_until_the_rate_limit_reset(
     assert sleeps == [12.0]
     assert len(result.records) == 5
     assert result.requests == 3
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"Sentry rate limit hit on {PATH}; waiting 12.0 s (attempt 1/3)"
+    ]
 
 
 def test_429_that_never_ends_gives_up(
@@ -327,8 +344,10 @@ def test_rejected_token(
     with pytest.raises(PollError) as caught:
         poll(http_session, make_source(httpserver))
     message = str(caught.value)
-    assert f"HTTP {status}" in message
-    assert "rejected the auth token" in message
+    assert message == (
+        f"Sentry rejected the auth token (HTTP {status}); "
+        "check that it is valid and has the org:read scope"
+    )
     assert TOKEN not in message
     assert TOKEN not in (caught.value.url or "")
     assert caught.value.status == status
@@ -391,12 +410,15 @@ def test_timeout(httpserver: HTTPServer) -> None:
         return Response("{}", content_type="application/json")
 
     httpserver.expect_request(PATH).respond_with_handler(slow)
-    session = make_session(timeout=(1, 0.2), retries=0)
-    try:
-        with pytest.raises(PollError, match="timed out"):
-            poll(session, make_source(httpserver))
-    finally:
-        session.close()
+    for retries in (0, 1):  # 1: urllib3 gives up and wraps the timeout in a ConnectionError
+        session = make_session(timeout=(1, 0.2), retries=retries, backoff_factor=0)
+        try:
+            with pytest.raises(PollError) as caught:
+                poll(session, make_source(httpserver))
+        finally:
+            session.close()
+        assert str(caught.value) == f"Sentry timed out ({PATH})"
+        assert caught.value.url == httpserver.url_for(PATH)
 
 
 def test_connection_refused() -> None:
@@ -408,10 +430,12 @@ def test_connection_refused() -> None:
     )
     session = make_session(retries=0)
     try:
-        with pytest.raises(PollError, match="cannot be reached") as caught:
+        with pytest.raises(PollError) as caught:
             poll(session, source)
     finally:
         session.close()
+    assert str(caught.value).startswith("Sentry cannot be reached: NewConnectionError: ")
+    assert caught.value.url == source.sessions_url
     assert TOKEN not in str(caught.value)
 
 
@@ -424,13 +448,27 @@ def test_body_that_is_not_json(httpserver: HTTPServer, http_session: requests.Se
     assert caught.value.status == 200
 
 
-@pytest.mark.parametrize("body", [[], {"data": []}, {"groups": [{"by": "x"}]}])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ([], "Sentry answered an unexpected shape: expected an object with a `groups` list"),
+        (
+            {"data": []},
+            "Sentry answered an unexpected shape: expected an object with a `groups` list",
+        ),
+        (
+            {"groups": [{"by": "x"}]},
+            "Sentry sessions group without `by`/`totals` objects: {'by': 'x'}",
+        ),
+    ],
+)
 def test_json_of_the_wrong_shape(
-    httpserver: HTTPServer, http_session: requests.Session, body: Any
+    httpserver: HTTPServer, http_session: requests.Session, body: Any, message: str
 ) -> None:
     httpserver.expect_request(PATH).respond_with_json(body)
-    with pytest.raises(PollError):
+    with pytest.raises(PollError) as caught:
         poll(http_session, make_source(httpserver))
+    assert str(caught.value) == message
 
 
 def test_base_url_may_include_api_0_and_org_is_escaped(httpserver: HTTPServer) -> None:
@@ -548,10 +586,14 @@ def test_a_rate_outside_0_to_1_is_an_error(rate: float) -> None:
         parse_sessions({"groups": [group(42, "app@1.0", **{"crash_free_rate(session)": rate})]})
 
 
-def test_skipped_and_duplicate_groups_keep_every_later_release() -> None:
+def test_skipped_and_duplicate_groups_keep_every_later_release(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="exporter.pollers.sentry")
     totals = {
         "groups": [
             {"by": {}, "totals": {"sum(session)": 0}},  # the no-data group
+            {"by": {"release": "app@0.9"}, "totals": {"sum(session)": 3}},  # no project
             group(42, "app@1.0", **{"sum(session)": 500}),
             group(42, "", **{"sum(session)": 7}),  # no release name: describes no release
             group(42, "app@1.0", **{"sum(session)": 499}),  # an overlapping page repeats it
@@ -580,7 +622,9 @@ def test_skipped_and_duplicate_groups_keep_every_later_release() -> None:
         (43, "app@2.0", 100),
     ]
     assert records[1].environment == "production"
+    assert records[0].sessions_by_status == {}
     assert records[1].sessions_by_status == {"healthy": 99, "crashed": 1}
+    assert caplog.messages == ["duplicate Sentry group (42, 'app@1.0', 'production') ignored"]
 
 
 def test_429_without_a_reset_header_waits_the_default(
@@ -594,3 +638,84 @@ def test_429_without_a_reset_header_waits_the_default(
 
     assert sleeps == [5.0]
     assert len(result.records) == 5
+
+
+def test_429_waits_a_full_minute_but_no_longer(
+    httpserver: HTTPServer, http_session: requests.Session, load_fixture: Load, sleeps: list[float]
+) -> None:
+    httpserver.expect_ordered_request(PATH).respond_with_json(
+        {"detail": "too frequently"}, status=429, headers={"X-Sentry-Rate-Limit-Reset": "1060"}
+    )
+    serve_good(httpserver, load_fixture)
+    result = poll(http_session, make_source(httpserver), sleep=sleeps.append, now=lambda: 1000.0)
+    assert sleeps == [60.0]
+    assert len(result.records) == 5
+
+
+def test_a_300_answer_is_not_a_success(
+    httpserver: HTTPServer, http_session: requests.Session, load_fixture: Load
+) -> None:
+    httpserver.expect_request(PATH).respond_with_json(
+        load_fixture("sentry/sessions_totals"), status=300
+    )
+    with pytest.raises(PollError, match=r"^Sentry answered HTTP 300: ") as caught:
+        poll(http_session, make_source(httpserver))
+    assert caught.value.status == 300
+
+
+@pytest.mark.parametrize(
+    ("token", "scrubbed"), [(TOKEN, True), ("8charTok", True), ("7charTk", False)]
+)
+def test_a_token_echoed_in_an_error_is_scrubbed(
+    httpserver: HTTPServer, http_session: requests.Session, token: str, scrubbed: bool
+) -> None:
+    # A token of a real length is replaced wherever it appears; a toy one is left alone, since
+    # replacing a short string would mangle the rest of the message.
+    httpserver.expect_request(PATH).respond_with_json(
+        {"detail": f"Invalid query for token {token}"}, status=400
+    )
+    with pytest.raises(PollError) as caught:
+        poll(http_session, make_source(httpserver, token=token))
+    shown = "[token]" if scrubbed else token
+    assert str(caught.value) == f"Sentry answered HTTP 400: Invalid query for token {shown}"
+
+
+def test_a_cursor_that_never_ends_stops_after_50_pages(
+    httpserver: HTTPServer, http_session: requests.Session, caplog: pytest.LogCaptureFixture
+) -> None:
+    def pages(request: Request) -> Response:
+        cursor = int(request.args.get("cursor", "0:0:0").split(":")[1]) + 1
+        link = link_header(httpserver, f"0:{cursor}:0", more=True)
+        return Response('{"groups": []}', content_type="application/json", headers={"Link": link})
+
+    httpserver.expect_request(PATH).respond_with_handler(pages)
+    result = poll(http_session, make_source(httpserver))
+    assert result.requests == 100  # 50 pages of each of the two queries
+    assert result.records == ()
+    warnings = [r.getMessage() for r in caplog.records if r.name == "exporter.pollers.sentry"]
+    assert warnings == ["Sentry sessions answer truncated after 50 pages"] * 2
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ([], "Sentry sessions answer is not an object with a `groups` list"),
+        ({"groups": ["x"]}, "Sentry sessions group without `by`/`totals` objects: 'x'"),
+        (
+            {"groups": [group(42, "app@1.0", **{"sum(session)": "12"})]},
+            "Sentry sum(session) is not a number: '12'",
+        ),
+        (
+            {"groups": [group(42, "app@1.0", **{"crash_free_rate(user)": "0.99"})]},
+            "Sentry crash_free_rate(user) is not a number: '0.99'",
+        ),
+        (
+            {"groups": [group(42, "app@1.0", **{"crash_free_rate(session)": 99.7})]},
+            "Sentry crash_free_rate(session) = 99.7 is outside 0..1",
+        ),
+    ],
+)
+def test_what_is_wrong_with_an_answer_is_said(payload: Any, message: str) -> None:
+    with pytest.raises(PollError) as caught:
+        parse_sessions(payload)
+    assert str(caught.value) == message
