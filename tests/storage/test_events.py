@@ -6,7 +6,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from storage import aggregates, components, events
+import pytest
+
+from storage import aggregates, components, events, idempotency
 
 LIMITS = events.Limits(max_components=2, max_stages=2)
 
@@ -31,10 +33,18 @@ def record(
     event: dict[str, Any],
     kind: str = "deployment",
     limits: events.Limits = LIMITS,
+    idem: idempotency.Idempotency | None = None,
 ) -> events.Outcome:
     event_id = str(uuid.uuid4())
     return events.record_event(
-        db, kind, component, event, event_id=event_id, body={"id": event_id}, limits=limits
+        db,
+        kind,
+        component,
+        event,
+        event_id=event_id,
+        body={"id": event_id},
+        limits=limits,
+        idempotency=idem,
     )
 
 
@@ -154,3 +164,24 @@ def test_backfill_is_compared_with_the_newest_redeploy_not_the_first(db: Any) ->
         "2024-01-05T00:00:00.000Z",
         "2024-01-10T00:00:00.000Z",
     )
+
+
+def test_an_unknown_filter_is_refused_not_put_into_sql(db: Any) -> None:
+    record(db, "checkout", _event("v1", 1))
+    with pytest.raises(ValueError, match="unknown filter colour"):
+        events.list_events(db, "deployment", filters={"colour": "red"})
+
+
+def test_idempotency_keys_expire_after_their_ttl_only(db: Any) -> None:
+    def key(name: str) -> idempotency.Idempotency:
+        return idempotency.Idempotency("ci:deployment:checkout", name, "hash", ttl_seconds=3600)
+
+    old = record(db, "checkout", _event("v1", 1), idem=key("old"))
+    new = record(db, "checkout", _event("v2", 2), idem=key("new"))
+    db.execute("UPDATE idempotency_keys SET created_at = created_at - 7200 WHERE key = 'old'")
+    db.conn.commit()
+    assert idempotency.expire(db, 3600) == 1
+    # The fresh key still answers a retry with the first answer; the expired one is new again.
+    assert record(db, "checkout", _event("v2", 2), idem=key("new")).body == new.body
+    again = record(db, "checkout", _event("v1", 1), idem=key("old"))
+    assert again.created and again.body != old.body

@@ -580,6 +580,17 @@ def test_releases(client: Any, auth: dict[str, str]) -> None:
     assert client.get("/releases/ghost", headers=auth).status_code == 404
 
 
+def test_components_are_paged_in_slug_order(client: Any, auth: dict[str, str]) -> None:
+    for slug in ("delta", "alpha", "echo", "charlie", "bravo"):
+        post(client, auth, slug=slug, version="1")
+    pages = all_pages(client, auth, "/components?limit=2")
+    assert [[c["slug"] for c in page] for page in pages] == [
+        ["alpha", "bravo"],
+        ["charlie", "delta"],
+        ["echo"],
+    ]
+
+
 def test_releases_created_by_deployments_are_distinct(client: Any, auth: dict[str, str]) -> None:
     post(client, auth, version="1", release="2024.05")
     post(client, auth, slug="billing", version="7", release="2024.06")

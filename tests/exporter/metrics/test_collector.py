@@ -11,6 +11,7 @@ from prometheus_client import generate_latest
 from exporter.app import create_app
 from exporter.metrics.collector import described_metric_names
 from exporter.settings import Settings
+from storage import heartbeat
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 
@@ -151,7 +152,7 @@ def test_cardinality_limit_is_visible(
         post(client, auth, slug, version="1")
     post(client, auth, "c", version="2")
     text = generate_latest(limited.extensions["releasebits"].registry).decode()
-    assert 'component="a"' in text
+    assert 'component="a"' in text and 'component="b"' in text  # the first two seen
     assert 'component="c"' not in text
     assert (
         sample(
@@ -160,9 +161,20 @@ def test_cardinality_limit_is_visible(
         == 3
     )
     assert sample(limited, "releasebits_components") == 4
-    assert "past max_components=2" in caplog.text
+    # One warning per component when it first appears past the limit, not one per event.
+    warned = [r.getMessage() for r in caplog.records if "past max_components" in r.getMessage()]
+    assert [m.split()[1] for m in warned] == ["'c'", "'d'"]
+    assert "past max_components=2" in warned[0]
     # The events themselves are stored and listed.
     assert len(client.get("/components/c/deployments", headers=auth).json) == 2
+
+
+def test_worker_heartbeat_is_exported(app: Any, db: Any) -> None:
+    assert sample(app, "releasebits_worker_last_heartbeat_timestamp_seconds") is None
+    heartbeat.beat(db, 4242)
+    beat = heartbeat.last_beat(db)
+    assert beat is not None
+    assert sample(app, "releasebits_worker_last_heartbeat_timestamp_seconds") == beat
 
 
 def test_metrics_endpoint_is_public_by_default(client: Any) -> None:
