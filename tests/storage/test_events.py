@@ -185,3 +185,35 @@ def test_idempotency_keys_expire_after_their_ttl_only(db: Any) -> None:
     assert record(db, "checkout", _event("v2", 2), idem=key("new")).body == new.body
     again = record(db, "checkout", _event("v1", 1), idem=key("old"))
     assert again.created and again.body != old.body
+
+
+def test_deployments_and_builds_are_merged_newest_first_and_paged_once(db: Any) -> None:
+    record(db, "checkout", _event("b1", 3), kind="build")
+    record(db, "checkout", _event("d1", 3))  # same time as b1: deployments come first
+    record(db, "checkout", _event("b2", 2), kind="build")
+    record(db, "checkout", _event("d2", 1))
+    order = ["d1", "b1", "b2", "d2"]
+    everything, cursor = events.list_recent(db, limit=4)
+    assert ([r["version"] for r in everything], cursor) == (order, None)
+    seen, after = [], None
+    while True:
+        page, after = events.list_recent(db, limit=2, after=after)
+        seen += [(r["kind"], r["version"]) for r in page]
+        if after is None:
+            break
+    assert seen == [("deployment", "d1"), ("build", "b1"), ("build", "b2"), ("deployment", "d2")]
+
+
+def test_a_snapshot_narrowed_to_one_component(db: Any) -> None:
+    for component in ("a", "b"):
+        ev = _event("1", 2)
+        ev["started_at"] = datetime(2024, 1, 1, tzinfo=UTC)
+        record(db, component, ev)
+    snap = aggregates.snapshot(db, max_components=10, max_stages=10, component="b", buckets=False)
+    assert {r["component"] for r in snap.event_stats + snap.durations + snap.current_versions} == {
+        "b"
+    }
+    (row,) = snap.durations
+    assert isinstance(row["buckets"], str)  # left as stored: the status page draws no histogram
+    (decoded,) = aggregates.snapshot(db, max_components=10, max_stages=10, component="a").durations
+    assert sum(decoded["buckets"]) == 1

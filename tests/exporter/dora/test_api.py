@@ -64,6 +64,16 @@ def test_a_late_deployment_rebuilds_the_rollouts_after_it(
     assert dora_value(client, "releasebits_dora_change_failures") == 1
 
 
+def test_a_late_deployment_keeps_the_commits_of_the_rollouts_it_rebuilds(
+    client: Any, auth: dict[str, str], db: Any
+) -> None:
+    deploy(client, auth, "v1", 10)
+    deploy(client, auth, "v3", 2, commits=[{"sha": "c", "timestamp": iso(3)}])
+    deploy(client, auth, "v2", 5)  # late: v3's rollout is rebuilt from what was stored
+    assert rollouts(db) == [("v1", False), ("v2", False), ("v3", False)]
+    assert [round(s / DAY, 6) for _, s in dora.lead_times(db, "shop", "production", 0)] == [1.0]
+
+
 def test_commits_field_and_its_cap(client: Any, auth: dict[str, str]) -> None:
     commits = [{"sha": "a", "timestamp": iso(3)}, {"sha": "b", "timestamp": iso(1.5)}]
     deploy(client, auth, "v1", 1, commits=commits)
