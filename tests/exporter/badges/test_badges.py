@@ -316,6 +316,115 @@ def test_format_age_singular_and_future() -> None:
     assert badges.format_age(-30) == "just now"  # finished_at slightly ahead of our clock
 
 
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (30, "1 minute"),
+        (90, "2 minutes"),
+        (45 * 60, "45 minutes"),
+        (3599, "60 minutes"),
+        (3600, "1 hour"),
+        (3600 * 1.04, "1 hour"),
+        (5.5 * 3600, "5.5 hours"),
+        (86_399, "24 hours"),
+        (86_400, "1 day"),
+        (3 * 86_400, "3 days"),
+        (7 * 86_400, "1 week"),
+        (15 * 86_400, "2.1 weeks"),
+    ],
+)
+def test_dora_durations_read_in_one_unit(seconds: float, text: str) -> None:
+    assert badges.format_duration(seconds) == text
+
+
+DAY = 86_400
+T0 = datetime(2024, 3, 1, tzinfo=UTC).timestamp()
+
+
+def at(seconds: float) -> str:
+    return iso(datetime.fromtimestamp(T0 + seconds, UTC))
+
+
+def dora_badge(db: Any, settings: Settings, kind: str, asked_at: float) -> tuple[str, str, str]:
+    badge = badges.component_badge(badges.Query(db, settings, {}, now=asked_at), "checkout", kind)
+    return badge.label, badge.message, badge.color
+
+
+@pytest.mark.parametrize(
+    ("lead", "message", "color"),
+    [
+        (DAY, "1 day", "brightgreen"),
+        (DAY + 1, "1 day", "green"),
+        (7 * DAY, "1 week", "green"),
+        (7 * DAY + 1, "1 week", "yellow"),
+        (30 * DAY, "4.3 weeks", "yellow"),
+        (30 * DAY + 1, "4.3 weeks", "red"),
+    ],
+)
+def test_lead_time_colour_bands(
+    client: Any, auth: Any, db: Any, settings: Settings, lead: float, message: str, color: str
+) -> None:
+    deploy(
+        client,
+        auth,
+        version="v1",
+        finished_at=at(0),
+        commits=[{"sha": "a", "timestamp": at(-lead)}],
+    )
+    assert dora_badge(db, settings, "lead-time", T0 + 3600) == ("lead time", message, color)
+
+
+@pytest.mark.parametrize(
+    ("recovery", "message", "color"),
+    [
+        (3600, "1 hour", "brightgreen"),
+        (3601, "1 hour", "green"),
+        (DAY, "1 day", "green"),
+        (DAY + 60, "1 day", "yellow"),
+        (7 * DAY, "1 week", "yellow"),
+        (7 * DAY + 60, "1 week", "red"),
+    ],
+)
+def test_recovery_time_colour_bands(
+    client: Any, auth: Any, db: Any, settings: Settings, recovery: float, message: str, color: str
+) -> None:
+    deploy(client, auth, version="v1", finished_at=at(-20 * DAY))
+    deploy(client, auth, version="v2", finished_at=at(-10 * DAY))  # fails: v1 is rolled back to
+    deploy(client, auth, version="v1", finished_at=at(-10 * DAY + recovery))
+    assert dora_badge(db, settings, "recovery-time", T0) == ("recovery time", message, color)
+
+
+def versions(*numbers: int) -> list[str]:
+    return [f"v{n}" for n in numbers]
+
+
+@pytest.mark.parametrize(
+    ("rollouts", "message", "color"),
+    [
+        # Going back to an earlier version makes the one it replaces a change failure.
+        (versions(*range(19), 17), "5%", "brightgreen"),  # 1 of 20
+        (versions(*range(18), 16), "5%", "green"),  # 1 of 19: 5.3%
+        (versions(0, 1, 2, 3, 2), "20%", "green"),
+        (versions(0, 1, 2, 1), "25%", "yellow"),
+        (versions(0, 1, 2, 1, 2), "40%", "yellow"),
+        (versions(0, 1, 0, 1), "50%", "red"),
+    ],
+)
+def test_change_failure_rate_colour_bands(
+    client: Any,
+    auth: Any,
+    db: Any,
+    settings: Settings,
+    rollouts: list[str],
+    message: str,
+    color: str,
+) -> None:
+    for n, version in enumerate(rollouts):
+        deploy(client, auth, version=version, finished_at=at(-DAY + n * 60))
+    badge = dora_badge(db, settings, "change-failure-rate", T0)
+    assert badge == ("change failure rate", message, color)
+
+
 # --- not found, no data -----------------------------------------------------------------------
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from storage import dora
+
 
 def post(client: Any, auth: dict[str, str], kind: str = "deployments", **fields: Any) -> Any:
     return client.post(f"/components/checkout/{kind}", json=fields, headers=auth)
@@ -334,3 +336,50 @@ def test_slugs_are_normalised_or_refused_with_the_rule(client: Any, auth: dict[s
             "starting and ending with a letter or digit"
         },
     }
+
+
+# --- a deployment's commits (DORA lead time) --------------------------------------------------
+
+OK_COMMIT = {"sha": "a1", "timestamp": "2024-03-01T09:00:00Z"}
+
+
+@pytest.mark.parametrize(
+    ("commits", "fields"),
+    [
+        ("a1b2c3", {"commits": "must be a list of {sha, timestamp} objects"}),
+        (
+            [OK_COMMIT] * 1001,
+            {"commits": "at most 1000 commits; send the newest 1000"},
+        ),
+        (["a1b2c3"], {"commits[0].sha": "is required", "commits[0].timestamp": "is required"}),
+        ([{"sha": "a1b2c3"}], {"commits[0].timestamp": "is required"}),
+        (
+            [OK_COMMIT, {"sha": "b" * 129, "timestamp": "2024-03-01T09:00:00Z"}],
+            {"commits[1].sha": "must be at most 128 characters"},
+        ),
+        (
+            [{"sha": "a1", "timestamp": "x" * 65}],
+            {"commits[0].timestamp": "must be at most 64 characters"},
+        ),
+        (
+            [OK_COMMIT, {"sha": "a1", "timestamp": "yesterday"}],
+            {"commits[1].timestamp": "must be an ISO 8601 timestamp"},
+        ),
+    ],
+)
+def test_bad_commits_name_the_commit_and_field(
+    client: Any, auth: dict[str, str], commits: Any, fields: dict[str, str]
+) -> None:
+    resp = post(client, auth, version="1", commits=commits)
+    assert resp.status_code == 422
+    assert resp.json["error"]["fields"] == fields
+
+
+def test_commit_times_without_an_offset_are_utc(
+    client: Any, auth: dict[str, str], db: Any, local_timezone: int
+) -> None:
+    commits = [OK_COMMIT] * 999 + [{"sha": "b2", "timestamp": "2024-03-01T09:30:00"}]
+    resp = post(client, auth, version="1", finished_at="2024-03-01T10:00:00Z", commits=commits)
+    assert resp.status_code == 201, resp.json  # 1000 commits: the limit itself is fine
+    leads = sorted(s for _, s in dora.lead_times(db, "checkout", "production", 0))
+    assert leads == [1800.0, 3600.0]  # one row per distinct commit
