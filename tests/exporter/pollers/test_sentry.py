@@ -22,6 +22,7 @@ from exporter.pollers.sentry import (
     SentryReleaseHealth,
     SentrySource,
     from_table,
+    parse_buckets,
     parse_sessions,
     poll,
 )
@@ -719,3 +720,71 @@ def test_what_is_wrong_with_an_answer_is_said(payload: Any, message: str) -> Non
     with pytest.raises(PollError) as caught:
         parse_sessions(payload)
     assert str(caught.value) == message
+
+
+# --- per-bucket session counts (the error-budget counters) --------------------------------
+
+SERIES_START = 1706511600.0  # 2024-01-29T07:00:00Z, the first interval of the series fixture
+
+
+def status_group(release: Any, status: str, counts: Any, project: Any = 42) -> Any:
+    """One group of the per-status answer with its series (shape of sessions_by_status_series)."""
+    return {
+        "by": {
+            "project": project,
+            "release": release,
+            "environment": "production",
+            "session.status": status,
+        },
+        "totals": {"sum(session)": 0},
+        "series": {"sum(session)": counts},
+    }
+
+
+def test_a_bucket_counts_once_it_has_ended_and_odd_groups_are_left_out() -> None:
+    payload = {
+        "intervals": ["2024-01-29T07:00:00Z", "not a time", "2024-01-29T09:00:00Z"],
+        "groups": [
+            status_group("app@1", "healthy", [10, 20, 30]),
+            status_group("app@1", "crashed", [1, None, True]),  # not numbers count 0
+            status_group("app@1", "errored", [5, 5]),  # a series of the wrong length
+            status_group("app@1", "abnormal", "3"),  # not a series
+            status_group("", "healthy", [7, 7, 7]),  # no release
+            "not a group",
+        ],
+    }
+    ends_at_now = SERIES_START + 3 * 3600  # the third bucket ends exactly now: it counts
+    buckets = parse_buckets(payload, 3600, ends_at_now)
+    assert buckets == {
+        (42, "app@1", "production"): (
+            (SERIES_START, SERIES_START + 3600, 11, 1),
+            (SERIES_START + 7200, SERIES_START + 10800, 30, 0),
+        )
+    }
+    assert parse_buckets(payload, 3600, ends_at_now - 1)[42, "app@1", "production"] == (
+        (SERIES_START, SERIES_START + 3600, 11, 1),
+    )
+
+
+@pytest.mark.parametrize("payload", [None, [], {"groups": []}, {"intervals": "2024-01-29"}])
+def test_an_answer_without_intervals_has_no_buckets(payload: Any) -> None:
+    assert parse_buckets(payload, 3600, SERIES_START + 86400) == {}
+
+
+def test_a_poll_hands_storage_the_completed_buckets(
+    httpserver: HTTPServer, http_session: requests.Session, load_fixture: Load
+) -> None:
+    last = {"Link": link_header(httpserver, "0:5000:0", more=False)}
+    httpserver.expect_ordered_request(
+        PATH, query_string=documented_query(by_status=False)
+    ).respond_with_json(load_fixture("sentry/sessions_totals"), headers=last)
+    httpserver.expect_ordered_request(
+        PATH, query_string=documented_query(by_status=True)
+    ).respond_with_json(load_fixture("sentry/sessions_by_status_series"), headers=last)
+    result = poll(http_session, make_source(httpserver), now=lambda: SERIES_START + 2.5 * 3600)
+    rows = {(r.release, r.environment): r for r in result.rows()}
+    assert rows["checkout@1.2.0", "production"].buckets == (
+        (SERIES_START, SERIES_START + 3600, 600, 4),
+        (SERIES_START + 3600, SERIES_START + 7200, 640, 6),
+    )
+    assert rows["checkout@1.2.0", "staging"].buckets == ()
