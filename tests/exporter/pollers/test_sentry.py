@@ -345,10 +345,17 @@ def test_rejected_token(
     with pytest.raises(PollError) as caught:
         poll(http_session, make_source(httpserver))
     message = str(caught.value)
-    assert message == (
-        f"Sentry rejected the auth token (HTTP {status}); "
-        "check that it is valid and has the org:read scope"
-    )
+    if status == 401:
+        assert message == (
+            "Sentry rejected the auth token (HTTP 401); "
+            "check that it is valid and has the org:read scope"
+        )
+    else:  # TOKEN is an organization token (sntrys_), which cannot read sessions
+        assert message == (
+            "Sentry rejected the auth token (HTTP 403): organization auth tokens (sntrys_...) "
+            "cannot read session data; use a personal or internal-integration token with the "
+            "org:read scope"
+        )
     assert TOKEN not in message
     assert TOKEN not in (caught.value.url or "")
     assert caught.value.status == status
