@@ -17,7 +17,7 @@ from exporter.forwarding.deliverer import Deliverer
 from exporter.forwarding.targets.webhook import WebhookTarget
 from storage import outbox
 from tests.exporter.forwarding.conftest import Forwarding
-from tests.exporter.forwarding.test_outbox import ENV, hooks
+from tests.exporter.forwarding.test_outbox import ENV, answer, hooks
 
 Make = Callable[..., Forwarding]
 GRAFANA = '[[forward.grafana]]\nurl = "{url}"\ntoken_env = "GRAFANA_TOKEN"\n'
@@ -62,7 +62,7 @@ def test_a_permanent_failure_does_not_hold_up_the_next_event(
 def test_an_event_no_longer_stored_fails_its_delivery_and_the_next_goes(
     httpserver: HTTPServer, forwarding: Make
 ) -> None:
-    httpserver.expect_request("/hooks", method="POST").respond_with_data("", status=204)
+    answer(httpserver, 204)
     f = forwarding(hooks(httpserver), ENV)
     gone = f.deploy(version="1")
     f.deploy(version="2")
@@ -87,7 +87,7 @@ def test_a_target_that_raises_is_retried_and_its_other_rows_wait(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    httpserver.expect_request("/hooks", method="POST").respond_with_data("", status=204)
+    answer(httpserver, 204)
     f = forwarding(hooks(httpserver), ENV, forward_retry_base_seconds=10)
 
     def broken(self: WebhookTarget, *args: Any) -> int:
@@ -120,7 +120,7 @@ def test_an_outage_is_logged_once_and_its_end_once(
 ) -> None:
     caplog.set_level(logging.INFO, logger=DELIVERER)
     f = forwarding(hooks(httpserver), ENV, forward_retry_base_seconds=10)
-    httpserver.expect_request("/hooks", method="POST").respond_with_data("down", status=503)
+    answer(httpserver, 503, "hooks", "down")
     f.deploy(version="1")
     for _ in range(3):
         f.run()
@@ -131,7 +131,7 @@ def test_an_outage_is_logged_once_and_its_end_once(
         "events are kept"
     ]
     httpserver.clear_all_handlers()
-    httpserver.expect_request("/hooks", method="POST").respond_with_data("", status=204)
+    answer(httpserver, 204)
     f.run()
     f.deploy(version="2")
     f.run()
@@ -149,7 +149,7 @@ def test_gives_up_exactly_at_the_horizon(
         forward_retry_max_seconds=10_000,
         forward_give_up_hours=1,
     )
-    httpserver.expect_request("/hooks", method="POST").respond_with_data("down", status=503)
+    answer(httpserver, 503, "hooks", "down")
     f.deploy()
     (delivery_id, t0) = f.db.execute("SELECT id, retry_since FROM deliveries").fetchone()
     now = [t0]
@@ -176,7 +176,7 @@ def test_a_restarted_worker_sends_what_was_in_flight_at_once(
     httpserver: HTTPServer, forwarding: Make, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger=DELIVERER)
-    httpserver.expect_request("/hooks", method="POST").respond_with_data("", status=204)
+    answer(httpserver, 204)
     f = forwarding(hooks(httpserver), ENV)
     f.deploy()
     # The previous worker claimed it for an hour, then died.
@@ -190,7 +190,7 @@ def test_a_restarted_worker_sends_what_was_in_flight_at_once(
 
 
 def test_one_run_delivers_more_than_one_batch(httpserver: HTTPServer, forwarding: Make) -> None:
-    httpserver.expect_request("/hooks", method="POST").respond_with_data("", status=204)
+    answer(httpserver, 204)
     f = forwarding(hooks(httpserver), ENV)
     for i in range(25):  # BATCH is 20 per target and round
         f.deploy(version=f"1.{i}")
@@ -202,7 +202,7 @@ def test_a_gone_endpoint_parks_its_other_rows_saying_why(
     httpserver: HTTPServer, forwarding: Make
 ) -> None:
     f = forwarding(hooks(httpserver), ENV)
-    httpserver.expect_request("/hooks", method="POST").respond_with_data("bye", status=410)
+    answer(httpserver, 410, "hooks", "bye")
     for i in range(3):
         f.deploy(version=f"1.{i}")
     assert f.run() == 1
@@ -236,7 +236,7 @@ def test_outbox_rows_only_inside_the_events_transaction(
 def test_retry_makes_a_delivery_due_at_the_time_given_and_says_what_it_was(
     httpserver: HTTPServer, forwarding: Make
 ) -> None:
-    httpserver.expect_request("/hooks", method="POST").respond_with_data("", status=500)
+    answer(httpserver, 500)
     f = forwarding(hooks(httpserver), ENV, forward_retry_base_seconds=600)
     f.deploy()
     f.run()

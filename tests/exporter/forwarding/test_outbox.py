@@ -39,6 +39,11 @@ def hooks(httpserver: HTTPServer, name: str = "hooks", extra: str = "") -> str:
     )
 
 
+def answer(httpserver: HTTPServer, status: int, name: str = "hooks", body: str = "") -> None:
+    """The webhook target `name` (see hooks) answers every POST with this status and body."""
+    httpserver.expect_request("/" + name, method="POST").respond_with_data(body, status=status)
+
+
 def samples(f: Forwarding) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     text = f.client.get("/metrics").text
     return {
@@ -139,7 +144,7 @@ def test_backoff_doubles_then_gives_up(httpserver: HTTPServer, forwarding: Make)
         forward_retry_max_seconds=5,
         forward_give_up_hours=12 / 3600,  # 12 s
     )
-    httpserver.expect_request("/hooks", method="POST").respond_with_data("down", status=503)
+    answer(httpserver, 503, "hooks", "down")
     f.deploy()
     created = time.time()
     waits = []
@@ -177,8 +182,8 @@ def test_a_failing_target_does_not_hold_up_another(
     httpserver: HTTPServer, forwarding: Make
 ) -> None:
     f = forwarding(hooks(httpserver, "down") + hooks(httpserver, "up"), ENV)
-    httpserver.expect_request("/down", method="POST").respond_with_data("", status=503)
-    httpserver.expect_request("/up", method="POST").respond_with_data("", status=204)
+    answer(httpserver, 503, "down")
+    answer(httpserver, 204, "up")
     for i in range(5):
         f.deploy(version=f"1.{i}")
     f.run()
@@ -220,7 +225,7 @@ def test_metrics_export_only_configured_targets(httpserver: HTTPServer, forwardi
 
 def test_deliveries_api(httpserver: HTTPServer, forwarding: Make) -> None:
     f = forwarding(hooks(httpserver, "a") + hooks(httpserver, "b"), ENV)
-    httpserver.expect_request("/a", method="POST").respond_with_data("", status=400)
+    answer(httpserver, 400, "a")
     for i in range(3):
         f.deploy(version=f"1.{i}")
     f.run()  # a: 400, retried (Standard Webhooks retry every non-2xx); b: refused, pending
@@ -256,7 +261,7 @@ def test_deliveries_api(httpserver: HTTPServer, forwarding: Make) -> None:
 
 def test_cli_lists_and_retries(httpserver: HTTPServer, forwarding: Make, tmp_path: Path) -> None:
     f = forwarding(hooks(httpserver), ENV)
-    httpserver.expect_request("/hooks", method="POST").respond_with_data("", status=500)
+    answer(httpserver, 500)
     f.deploy()
     f.run()
     row = f.only()
@@ -419,7 +424,7 @@ def test_a_hanging_target_delays_only_itself(
     hang.bind(("127.0.0.1", 0))
     hang.listen(16)  # accepts connections (the kernel does), never reads nor answers
     port = hang.getsockname()[1]
-    httpserver.expect_request("/good", method="POST").respond_with_data("", status=200)
+    answer(httpserver, 200, "good")
     toml = hooks(httpserver, "good") + (
         f'[[forward.webhook]]\nname = "stuck"\nurl = "http://127.0.0.1:{port}/hook"\n'
         'secret_env = "WEBHOOK_SECRET"\ntimeout = "8s"\n'
@@ -456,7 +461,7 @@ def iso_seconds(text: str) -> float:
 def test_forwarded_event_carries_the_time_it_was_stored(
     httpserver: HTTPServer, forwarding: Make
 ) -> None:
-    httpserver.expect_request("/hooks", method="POST").respond_with_data("", status=204)
+    answer(httpserver, 204)
     f = forwarding(hooks(httpserver), ENV)
     before = time.time()
     f.deploy(finished_at="2024-01-01T00:00:00Z")  # an old deployment, stored now
@@ -472,7 +477,7 @@ def test_forwarded_event_carries_the_time_it_was_stored(
 def test_a_delivery_row_tells_when_it_was_created_updated_and_is_due(
     httpserver: HTTPServer, forwarding: Make
 ) -> None:
-    httpserver.expect_request("/hooks", method="POST").respond_with_data("", status=503)
+    answer(httpserver, 503)
     f = forwarding(hooks(httpserver), ENV, forward_retry_base_seconds=30)
     f.deploy()
     fresh = f.only()
@@ -491,7 +496,7 @@ def test_a_delivery_row_tells_when_it_was_created_updated_and_is_due(
     assert iso_seconds(retried["next_attempt_at"]) == pytest.approx(tried_at + 30, abs=1)
 
     httpserver.clear_all_handlers()
-    httpserver.expect_request("/hooks", method="POST").respond_with_data("", status=204)
+    answer(httpserver, 204)
     f.clock.advance(31)
     f.run()
     done = f.only()
@@ -518,8 +523,8 @@ def test_a_disabled_target_listed_first_does_not_starve_the_others(
     httpserver: HTTPServer, forwarding: Make
 ) -> None:
     f = forwarding(hooks(httpserver, "gone") + hooks(httpserver, "up"), ENV)
-    httpserver.expect_request("/gone", method="POST").respond_with_data("bye", status=410)
-    httpserver.expect_request("/up", method="POST").respond_with_data("", status=204)
+    answer(httpserver, 410, "gone", "bye")
+    answer(httpserver, 204, "up")
     f.deploy(version="1")
     f.run()
     assert {r["target"]: r["status"] for r in f.deliveries()} == {
@@ -554,7 +559,7 @@ def test_oldest_pending_age_is_the_age_of_the_oldest_waiting_delivery(
 def test_pruning_removes_every_old_delivered_row_in_batches(
     httpserver: HTTPServer, forwarding: Make
 ) -> None:
-    httpserver.expect_request("/hooks", method="POST").respond_with_data("", status=204)
+    answer(httpserver, 204)
     f = forwarding(hooks(httpserver), ENV)
     ids = [f.deploy(version=f"1.{i}") for i in range(5)]
     f.run()
