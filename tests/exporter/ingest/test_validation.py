@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from exporter.errors import ValidationError
-from exporter.ingest.validation import validate_event
+from exporter.ingest.validation import (
+    EARLIEST,
+    LATEST,
+    TIMESTAMP_HELP,
+    parse_timestamp,
+    validate_event,
+)
+from exporter.names import SLUG_RULE, normalize_slug, tag_of, version_of
 from storage import dora
 
 
@@ -407,3 +414,94 @@ def test_commit_times_without_an_offset_are_utc(
     assert resp.status_code == 201, resp.json  # 1000 commits: the limit itself is fine
     leads = sorted(s for _, s in dora.lead_times(db, "checkout", "production", 0))
     assert leads == [1800.0, 3600.0]  # one row per distinct commit
+
+
+# --- the edges of the accepted ranges ----------------------------------------------------------
+
+
+def test_a_started_at_in_the_future_is_named_as_such() -> None:
+    now = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+    edge = {"version": "1", "finished_at": "2024-03-01T12:05:00Z"}  # exactly 300 s ahead
+    event, _ = validate_event("deployment", edge, default_stage="production", now=now)
+    assert event["finished_at"] == now + timedelta(seconds=300)
+    with pytest.raises(ValidationError) as caught:
+        validate_event(
+            "deployment",
+            {"version": "1", "started_at": "2024-03-01T12:05:01Z", "finished_at": "2025-01-01"},
+            default_stage="production",
+            now=now,
+        )
+    future = (
+        "is more than 300 seconds in the future (check the sender's clock; "
+        "the limit is the max_future_seconds setting)"
+    )
+    assert caught.value.fields == {"started_at": future, "finished_at": future}
+
+
+def test_timestamps_at_the_edges_of_the_range() -> None:
+    assert parse_timestamp(0) == EARLIEST  # 1970-01-01T00:00:00Z as epoch seconds
+    assert parse_timestamp(LATEST.timestamp()) == datetime.fromtimestamp(LATEST.timestamp(), UTC)
+    assert parse_timestamp("2999-12-31T23:59:59.999999Z") == LATEST
+    with pytest.raises(ValueError, match=r"^must be Unix epoch seconds \(this looks like milli"):
+        parse_timestamp(1e11)  # the first value read as milliseconds
+    # A 64-character timestamp (a long fraction) is read; a 65th character is refused.
+    sixty_four = "2024-03-01T10:00:00." + "1" * 38 + "+00:00"
+    assert len(sixty_four) == 64
+    assert parse_timestamp(sixty_four) == datetime(2024, 3, 1, 10, 0, 0, 111111, tzinfo=UTC)
+    with pytest.raises(ValueError) as caught:
+        parse_timestamp(sixty_four.replace("+00:00", "1+00:00"))
+    assert str(caught.value) == TIMESTAMP_HELP
+
+
+def test_meta_data_may_nest_exactly_32_levels(client: Any, auth: dict[str, str]) -> None:
+    def nested(levels: int) -> dict[str, Any]:
+        meta: dict[str, Any] = {}
+        for _ in range(levels - 1):
+            meta = {"a": meta}
+        return meta
+
+    assert post(client, auth, version="1", meta_data=nested(32)).status_code == 201
+    resp = post(client, auth, version="2", meta_data=nested(33))
+    assert resp.status_code == 422
+    assert resp.json["error"]["fields"] == {"meta_data": "must nest at most 32 levels deep"}
+
+
+def test_an_incident_without_its_start_is_told_it_is_required(
+    client: Any, auth: dict[str, str]
+) -> None:
+    resp = client.post("/components/checkout/incidents", json={"title": "down"}, headers=auth)
+    assert resp.status_code == 422
+    assert resp.json["error"]["fields"] == {"started_at": "is required"}
+
+
+def test_a_slug_that_does_not_normalise_is_refused_with_the_rule() -> None:
+    # Receivers turn repository names into slugs; what cannot become one says why.
+    with pytest.raises(ValidationError) as caught:
+        normalize_slug("-" + "x" * 100)
+    assert str(caught.value) == f"invalid component slug {'-' + 'x' * 79!r}"
+    assert caught.value.fields == {"slug": SLUG_RULE}
+
+
+@pytest.mark.parametrize(
+    ("ref", "tag"),
+    [
+        (None, None),
+        ("", None),
+        ("refs/tags/release-7", "release-7"),
+        ("v1.2.3", "v1.2.3"),
+        ("2024.05.1-rc.1", "2024.05.1-rc.1"),
+        ("main", None),
+        ("refs/heads/v1.2", None),
+    ],
+)
+def test_the_tag_a_ref_names(ref: str | None, tag: str | None) -> None:
+    assert tag_of(ref) == tag
+
+
+def test_the_version_an_event_reports() -> None:
+    sha = "  0123456789abcdef0123  "
+    assert version_of(" 1.0 ", "v2", sha) == "1.0"
+    assert version_of("  ", "v2", sha) == "v2"
+    assert version_of(None, None, sha) == "0123456789ab"  # the short SHA, 12 characters
+    assert version_of(None, None, "   ") is None
+    assert version_of(None, None, None) is None
