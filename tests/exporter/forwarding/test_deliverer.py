@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from pytest_httpserver import HTTPServer
+from werkzeug.wrappers import Response
 
 from exporter.cli import main
 from exporter.forwarding.deliverer import Deliverer
@@ -217,6 +218,43 @@ def test_a_gone_endpoint_parks_its_other_rows_saying_why(
         assert (rows[version]["status"], rows[version]["attempts"]) == ("disabled", 0)
         assert rows[version]["last_error"] == f"target disabled: {reason}"
     assert len(httpserver.log) == 1
+    # The status page tells a signed-in operator why the target is off.
+    token = f.auth["Authorization"].split()[1]
+    assert f.client.post("/ui/sign-in", data={"token": token}).status_code == 303
+    assert f'<span class="pill c-red" title="{reason}">disabled</span>' in f.client.get("/").text
+
+
+def test_only_the_first_run_takes_back_in_flight_rows(
+    httpserver: HTTPServer, forwarding: Make
+) -> None:
+    """At start the worker owns no lease, so rows left delivering are due again; after that,
+    a row another target loop holds must stay with it (taking it back would send it twice)."""
+    answer(httpserver, 204)
+    f = forwarding(hooks(httpserver), ENV)
+    f.deploy(version="1")
+    assert f.run() == 1
+    held = f.deploy(version="2")
+    (claimed,) = outbox.claim(f.db, ["hooks"], now=time.time(), lease_seconds=600, limit=10)
+    assert claimed.event_id == held
+    assert f.run() == 0
+    assert by_version(f)["2"]["status"] == "delivering"
+    assert len(httpserver.log) == 1
+
+
+def test_close_waits_for_the_deliveries_under_way(httpserver: HTTPServer, forwarding: Make) -> None:
+    """Stopping the worker (close) lets a delivery being sent finish and be recorded, rather
+    than leaving it leased until the lease runs out."""
+
+    def slow(request: Any) -> Any:
+        time.sleep(0.3)
+        return Response("", status=204)
+
+    httpserver.expect_request("/hooks", method="POST").respond_with_handler(slow)
+    f = forwarding(hooks(httpserver), ENV)
+    f.deploy()
+    f.deliverer.dispatch(f.db)
+    f.deliverer.close()
+    assert f.only()["status"] == "delivered"
 
 
 # --- the outbox's own contract ----------------------------------------------------------------
