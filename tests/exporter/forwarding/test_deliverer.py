@@ -200,7 +200,7 @@ def test_one_run_delivers_more_than_one_batch(httpserver: HTTPServer, forwarding
 
 
 def test_a_gone_endpoint_parks_its_other_rows_saying_why(
-    httpserver: HTTPServer, forwarding: Make
+    httpserver: HTTPServer, forwarding: Make, caplog: pytest.LogCaptureFixture
 ) -> None:
     f = forwarding(hooks(httpserver), ENV)
     answer(httpserver, 410, "hooks", "bye")
@@ -218,6 +218,9 @@ def test_a_gone_endpoint_parks_its_other_rows_saying_why(
         assert (rows[version]["status"], rows[version]["attempts"]) == ("disabled", 0)
         assert rows[version]["last_error"] == f"target disabled: {reason}"
     assert len(httpserver.log) == 1
+    assert messages(caplog, logging.ERROR) == [
+        f"forwarding target 'hooks' is gone and now disabled: {reason}"
+    ]
     # The status page tells a signed-in operator why the target is off.
     token = f.auth["Authorization"].split()[1]
     assert f.client.post("/ui/sign-in", data={"token": token}).status_code == 303
@@ -264,7 +267,9 @@ def test_outbox_rows_only_inside_the_events_transaction(
     httpserver: HTTPServer, forwarding: Make
 ) -> None:
     f = forwarding(hooks(httpserver), ENV)
-    with pytest.raises(RuntimeError, match="must run inside the event's write transaction"):
+    with pytest.raises(
+        RuntimeError, match=r"^outbox\.enqueue must run inside the event's write transaction$"
+    ):
         outbox.enqueue(f.db, "deployment", "e-1", "checkout", ["hooks"], time.time())
     with pytest.raises(ValueError, match="unknown outcome 'lost'"):
         outbox.finish(f.db, [outbox.Result("x", "hooks", "lost")], time.time())

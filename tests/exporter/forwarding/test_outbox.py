@@ -541,6 +541,14 @@ def test_a_disabled_target_listed_first_does_not_starve_the_others(
         ("up", "delivered"),
     ]
     assert sum(1 for req, _ in httpserver.log if req.path == "/gone") == 1
+    # claim() itself, asked for both targets at once, skips the disabled one and goes on.
+    f.deploy(version="3")
+    claimed = outbox.claim(f.db, ["gone", "up"], now=time.time(), lease_seconds=60, limit=10)
+    assert [(d.target, d.event_id) for d in claimed] == [("up", claimed[0].event_id)]
+    with f.db.transaction():
+        ids = outbox.enqueue(f.db, "deployment", "e-9", "checkout", ["up", "gone"], time.time())
+    queued = {r["id"]: r["target"] for r in f.deliveries() if r["event"]["id"] == "e-9"}
+    assert {ids[0]: "up", ids[1]: "gone"} == queued  # enqueue returns the new deliveries' ids
 
 
 def test_oldest_pending_age_is_the_age_of_the_oldest_waiting_delivery(
