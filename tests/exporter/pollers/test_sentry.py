@@ -638,6 +638,42 @@ def test_skipped_and_duplicate_groups_keep_every_later_release(
     assert caplog.messages == ["duplicate Sentry group (42, 'app@1.0', 'production') ignored"]
 
 
+def test_429_with_an_unreadable_reset_waits_the_default(
+    httpserver: HTTPServer, http_session: requests.Session, load_fixture: Load, sleeps: list[float]
+) -> None:
+    httpserver.expect_ordered_request(PATH).respond_with_data(
+        "Too Many Requests", status=429, headers={"X-Sentry-Rate-Limit-Reset": "nan"}
+    )
+    serve_good(httpserver, load_fixture)
+    poll(http_session, make_source(httpserver), sleep=sleeps.append, now=lambda: 1000.0)
+    assert sleeps == [5.0]
+
+
+def test_a_403_for_a_personal_token_names_the_scope_not_org_tokens(
+    httpserver: HTTPServer, http_session: requests.Session
+) -> None:
+    httpserver.expect_request(PATH).respond_with_json({"detail": "no"}, status=403)
+    with pytest.raises(PollError) as caught:
+        poll(http_session, make_source(httpserver, token="sntryu_personal-token"))
+    assert str(caught.value) == (
+        "Sentry rejected the auth token (HTTP 403); "
+        "check that it is valid and has the org:read scope"
+    )
+
+
+def test_each_request_is_a_debug_line(
+    httpserver: HTTPServer,
+    http_session: requests.Session,
+    load_fixture: Load,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="exporter.pollers.client")
+    serve_good(httpserver, load_fixture)
+    poll(http_session, make_source(httpserver))
+    lines = [r.getMessage() for r in caplog.records if r.name == "exporter.pollers.client"]
+    assert [line.split("?")[0] for line in lines] == [f"GET {httpserver.url_for(PATH)}"] * 2
+
+
 def test_429_without_a_reset_header_waits_the_default(
     httpserver: HTTPServer, http_session: requests.Session, load_fixture: Load, sleeps: list[float]
 ) -> None:
