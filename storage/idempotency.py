@@ -50,8 +50,8 @@ def remember(
     store.execute(
         "INSERT INTO idempotency_keys (scope, key, request_hash, status, body, created_at) "  # pragma: no mutate
         "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(scope, key) DO UPDATE SET "  # pragma: no mutate
-        "request_hash = excluded.request_hash, status = excluded.status, "
-        "body = excluded.body, created_at = excluded.created_at",
+        "request_hash = excluded.request_hash, status = excluded.status, "  # pragma: no mutate
+        "body = excluded.body, created_at = excluded.created_at",  # pragma: no mutate
         [idem.scope, idem.key, idem.request_hash, status, json.dumps(body), now],
     )
 
