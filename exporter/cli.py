@@ -10,13 +10,14 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
 from exporter import __version__, logsafe
 from exporter.config import load_settings as _load
 from exporter.config import read_toml
+from exporter.console import fail
 from exporter.dora.budget import after_poll
 from exporter.errors import ConfigError
 from exporter.http import make_session
@@ -29,7 +30,17 @@ from exporter.settings import BY_NAME, ENV_PREFIX, SETTINGS, Settings
 from exporter.worker import run_worker
 from storage import components as components_store
 from storage import heartbeat, outbox, tokens
-from storage.db import StorageError, Store, check_files, integrity_problem, open_db
+from storage.db import (
+    DB_ERRORS,
+    StorageError,
+    Store,
+    check_files,
+    close_all,
+    describe,
+    integrity_problem,
+    is_url,
+    open_db,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +59,15 @@ def setup_logging(level: str) -> None:
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
-def _fail(message: str) -> NoReturn:
-    click.echo(f"releasebits: error: {message}", err=True)
-    sys.exit(1)
-
-
 def load_settings(config: str | None, **overrides: Any) -> Settings:
     """The settings of a command, with the database path made absolute: every command says
     which file it uses, and `serve`'s children keep it whatever their working directory."""
     try:
         settings = _load(config, os.environ, overrides)
     except ConfigError as exc:
-        _fail(str(exc))
+        fail(str(exc))
+    if is_url(settings.db):  # a PostgreSQL database: the same whatever the directory
+        return settings
     return settings.replace(db=str(Path(settings.db).expanduser().absolute()))
 
 
@@ -108,21 +116,33 @@ def server_options(f: Callable[..., Any]) -> Callable[..., Any]:
 def open_store(settings: Settings, *, check: bool = False, writable: bool = True) -> Store:
     """The migrated store. With `check` (a daemon starting), refuse a database whose -wal was
     deleted after a crash or that fails SQLite's quick_check; with `writable`, one that cannot
-    be written (file, directory, lock file): one line each, instead of failing on every write."""
+    be written (file, directory, lock file): one line each, instead of failing on every write.
+    A PostgreSQL server that cannot be reached, refuses the login or the CREATE of the tables
+    is one line too."""
     try:
         if check:
             check_files(settings.db)
-        store = open_db(settings.db, synchronous=settings.sqlite_synchronous, migrate=True)
+        store = open_db(
+            settings.db,
+            synchronous=settings.sqlite_synchronous,
+            migrate=True,
+            pool_size=settings.db_pool_size,
+        )
     except sqlite3.DatabaseError as exc:
-        _fail(f"db: {settings.db} cannot be opened: {exc} (restore a backup)")
+        fail(f"db: {settings.db} cannot be opened: {exc} (restore a backup)")
     except (StorageError, OSError) as exc:
-        _fail(f"db: {exc}")
+        fail(f"db: {exc}")
     if writable:  # before the integrity check, which may read a large file for seconds
         try:
             heartbeat.probe_write(store, os.getpid())
-        except (StorageError, OSError, sqlite3.Error) as exc:
+        except (*DB_ERRORS, OSError) as exc:
             store.close()
-            _fail(f"db: {settings.db}: {exc} (writing needs the file, its directory and .lock)")
+            needs = (
+                "the role needs INSERT and UPDATE"
+                if is_url(settings.db)
+                else ("writing needs the file, its directory and .lock")
+            )
+            fail(f"db: {describe(settings.db)}: {str(exc).splitlines()[0]} ({needs})")
     problem = None
     if check:
         started = time.monotonic()
@@ -130,7 +150,7 @@ def open_store(settings: Settings, *, check: bool = False, writable: bool = True
         log.info("database integrity check took %.1f s", time.monotonic() - started)
     if problem is not None:
         store.close()
-        _fail(
+        fail(
             f"db: {settings.db} failed SQLite's integrity check (PRAGMA quick_check): "
             f"{problem[:300]} (restore a backup, or try `sqlite3 {settings.db} .recover`)"
         )
@@ -142,9 +162,12 @@ def existing_store(settings: Settings, chosen: bool, *, writable: bool = True) -
     creates the default one silently (a second, empty ./releasebits.db in another directory
     would make the daemon answer `invalid_token` to the token created in it)."""
     path = settings.db
+    if is_url(path):
+        click.echo(f"releasebits: database {describe(path)}", err=True)
+        return open_store(settings, writable=writable)
     if not Path(path).exists():
         if not chosen:
-            _fail(
+            fail(
                 f"db: no database at {path} (the default, releasebits.db in the current "
                 "directory); run this where `releasebits serve` runs, or name the database "
                 "with --db PATH or RELEASEBITS_DB"
@@ -168,7 +191,7 @@ def check_address(settings: Settings) -> None:
     """One line and exit 1 when the HTTP port cannot be bound."""
     problem = address_problem(settings)
     if problem is not None:
-        _fail(problem)
+        fail(problem)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -190,6 +213,7 @@ def serve(config: str | None, db: str | None, **opts: Any) -> None:
     setup_logging(settings.log_level)
     check_address(settings)  # first: cheap, and the integrity check may take seconds
     open_store(settings, check=True).close()
+    close_all()
     sys.exit(serve_all(settings))
 
 
@@ -211,9 +235,10 @@ def web(config: str | None, db: str | None, started_by_serve: bool, **opts: Any)
         log.warning(
             "no API tokens exist yet: writes will be refused until you create one with "
             "`releasebits token create NAME --db %s`",
-            settings.db,
+            describe(settings.db),
         )
     store.close()
+    close_all()  # Granian forks its workers: none may inherit a pooled PostgreSQL connection
     run_web(settings)
 
 
@@ -261,11 +286,11 @@ def poll(
     settings = load_settings(config, db=db, log_level=log_level)
     setup_logging(settings.log_level)
     if not settings.sources:
-        _fail("no release-health sources configured; add [[sentry]] or [[bugsnag]] to --config")
+        fail("no release-health sources configured; add [[sentry]] or [[bugsnag]] to --config")
     unknown = [n for n in names if settings.source(n) is None]
     if unknown:
         known = ", ".join(s.name for s in settings.sources)
-        _fail(f"--source: no source named {unknown[0]!r} (configured: {known})")
+        fail(f"--source: no source named {unknown[0]!r} (configured: {known})")
     polled = _check_sources(settings, names)
     reports = [report for _source, report in polled]
     if store:
@@ -273,9 +298,9 @@ def poll(
         for source, report in polled:
             record(live, source, report)  # what the worker's poll job does with a poll
             after_poll(live, settings, report, time.time())
-        click.echo(f"stored in {settings.db}")
-    if Path(settings.db).exists():
-        click.echo(f"database {settings.db}:")
+        click.echo(f"stored in {describe(settings.db)}")
+    if is_url(settings.db) or Path(settings.db).exists():
+        click.echo(f"database {describe(settings.db)}:")
         _print_deployed(open_store(settings, writable=False), settings, reports)
     else:
         click.echo(f"no database at {settings.db}: deployed versions not checked")
@@ -397,12 +422,12 @@ def token_create(name: str, scopes: tuple[str, ...], config: str | None, db: str
     in one database file.
     """
     if not name.strip() or len(name) > 100:
-        _fail("token name must be 1-100 characters")
+        fail("token name must be 1-100 characters")
     store = store_of(config, db)
     try:
         secret = tokens.create_token(store, name.strip(), scopes or tokens.SCOPES)
     except tokens.TokenExists:
-        _fail(f"a token named {name!r} already exists (revoke it or pick another name)")
+        fail(f"a token named {name!r} already exists (revoke it or pick another name)")
     click.echo(
         f"Created token {name!r} with scopes {', '.join(sorted(scopes or tokens.SCOPES))}. "
         "Store it now; it cannot be shown again:",
@@ -436,7 +461,7 @@ def token_list(config: str | None, db: str | None) -> None:
 def token_revoke(name: str, config: str | None, db: str | None) -> None:
     """Revoke the token NAME; requests using it get 401 from now on."""
     if not tokens.revoke_token(store_of(config, db), name):
-        _fail(f"no active token named {name!r}")
+        fail(f"no active token named {name!r}")
     click.echo(f"revoked {name!r}")
 
 
@@ -484,9 +509,9 @@ def deliveries_retry(delivery_id: str, config: str | None, db: str | None) -> No
     """Make delivery DELIVERY_ID due now with a fresh give-up horizon (the worker sends it)."""
     previous = outbox.retry(store_of(config, db), delivery_id)
     if previous is None:
-        _fail(f"no delivery {delivery_id!r}")
+        fail(f"no delivery {delivery_id!r}")
     if previous == "delivering":
-        _fail(f"delivery {delivery_id} is being attempted right now; try again later")
+        fail(f"delivery {delivery_id} is being attempted right now; try again later")
     click.echo(f"delivery {delivery_id} ({previous}) is due again")
 
 

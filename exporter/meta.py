@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import time
 from typing import Any
 
@@ -15,7 +14,7 @@ from exporter.openapi import openapi_document
 from exporter.settings import Settings
 from exporter.web.state import get_db, settings
 from storage import heartbeat
-from storage.db import StorageError
+from storage.db import DB_ERRORS
 
 log = logging.getLogger(__name__)
 bp = Blueprint("meta", __name__)
@@ -35,12 +34,12 @@ def healthz() -> Any:
         db = get_db()
         heartbeat.database_readable(db)
         beat = heartbeat.last_beat(db)
-    except (sqlite3.Error, StorageError) as exc:
+    except DB_ERRORS as exc:
         log.error("health check: database unreadable: %s", exc)
         return _unhealthy({"database": "unavailable"})
     try:
         heartbeat.probe_write(db, os.getpid())
-    except (sqlite3.Error, StorageError) as exc:
+    except DB_ERRORS as exc:
         db.rollback()
         log.error("health check: nothing can be written: %s", exc)
         return _unhealthy({"database": "read-only"})  # disk full, read-only file, locked

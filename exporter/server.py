@@ -21,6 +21,7 @@ from granian.server import Server as GranianServer
 
 from exporter.app import create_app
 from exporter.settings import SETTINGS, Settings
+from storage.db import describe
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def run_web(settings: Settings) -> None:
         log_access=False,
         workers_kill_timeout=30,
     )
-    log.info("ReleaseBits listening on http://%s (db %s)", _bind(settings), settings.db)
+    log.info("ReleaseBits listening on http://%s (db %s)", _bind(settings), describe(settings.db))
     # Workers are forked, so the loader may close over the already validated settings.
     server.serve(target_loader=lambda _target: create_app(settings))
 

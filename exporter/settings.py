@@ -8,12 +8,12 @@ import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 from exporter.errors import ConfigError, ValidationError
 from exporter.names import STAGE_RE, normalize_slug
+from storage.db import Store, is_url, thread_store
 
 ENV_PREFIX = "RELEASEBITS_"
 
@@ -97,6 +97,16 @@ def _number(lo: float, hi: float) -> Callable[[str, Any], float]:
     return parse
 
 
+def _db(name: str, value: Any) -> str:
+    """A file path (SQLite) or a postgresql:// URL; any other URL is a mistake, not a file."""
+    text = _str(name, value)
+    if "://" in text and not is_url(text):
+        raise ConfigError(
+            f"{name}: expected a file path or a postgresql:// URL, got {text.split('://')[0]}://..."
+        )
+    return text
+
+
 def _stage(name: str, value: Any) -> str:
     text = _str(name, value).lower()
     if not STAGE_RE.fullmatch(text):
@@ -115,7 +125,21 @@ def _stages(name: str, value: Any) -> tuple[str, ...]:
 SETTINGS: tuple[Setting, ...] = (
     Setting("host", "127.0.0.1", _str, "Address the HTTP server binds to (0.0.0.0 for all)."),
     Setting("port", 8080, _int(1, 65535), "TCP port of the HTTP server."),
-    Setting("db", "releasebits.db", _str, "Path of the SQLite database file."),
+    Setting(
+        "db",
+        "releasebits.db",
+        _db,
+        "Path of the SQLite database file, or a postgresql://user@host/dbname URL (libpq: the "
+        "password from the URL, PGPASSWORD or ~/.pgpass; sslmode and the other parameters "
+        "pass through) for a PostgreSQL database shared by several replicas.",
+    ),
+    Setting(
+        "db_pool_size",
+        10,
+        _int(1, 200),
+        "PostgreSQL only: most connections each process (web worker, background worker) "
+        "opens to the server.",
+    ),
     Setting("workers", 2, _int(1, 64), "Number of web worker processes (Granian)."),
     Setting(
         "threads",
@@ -321,6 +345,7 @@ class Settings:
     host: str = _default("host")
     port: int = _default("port")
     db: str = _default("db")
+    db_pool_size: int = _default("db_pool_size")
     workers: int = _default("workers")
     threads: int = _default("threads")
     log_level: str = _default("log_level")
@@ -358,9 +383,11 @@ class Settings:
         """How long a silent worker still counts as alive (/healthz) and keeps its lease."""
         return 3 * self.worker_heartbeat_seconds + 5
 
-    @property
-    def db_path(self) -> Path:
-        return Path(self.db)
+    def store(self) -> Store:
+        """This thread's store of the configured database (kept open for the thread)."""
+        return thread_store(
+            self.db, synchronous=self.sqlite_synchronous, pool_size=self.db_pool_size
+        )
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

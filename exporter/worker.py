@@ -27,7 +27,7 @@ from exporter.pollers.jobs import ErrorMemory, poll_source
 from exporter.pollers.sources import PollSource
 from exporter.settings import Settings
 from storage import feeds, heartbeat, idempotency, leases, outbox
-from storage.db import Store, thread_store
+from storage.db import Store
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,7 @@ class Worker:
         )
 
     def store(self) -> Store:
-        s = self.settings
-        return thread_store(s.db, synchronous=s.sqlite_synchronous)
+        return self.settings.store()
 
     # --- jobs: each is a job boundary (logs, keeps the scheduler alive) ---------------------
 

@@ -21,7 +21,8 @@ def add_event(tx: Store, kind: str, row: dict[str, Any]) -> None:
     tx.execute(
         "INSERT INTO event_stats (kind, component, stage, result_class, count, last_ts) "  # pragma: no mutate
         "VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT(kind, component, stage, result_class) "  # pragma: no mutate
-        "DO UPDATE SET count = count + 1, last_ts = max(last_ts, excluded.last_ts)",  # pragma: no mutate
+        "DO UPDATE SET count = event_stats.count + 1, last_ts = CASE WHEN excluded.last_ts > "  # pragma: no mutate
+        "event_stats.last_ts THEN excluded.last_ts ELSE event_stats.last_ts END",  # pragma: no mutate
         [kind, row["component"], stage, row["result_class"], row["finished_ts"]],
     )
     if row["duration_seconds"] is not None:
@@ -53,7 +54,8 @@ def add_duration(
     tx.execute(
         "INSERT INTO duration_stats (kind, component, stage, buckets, sum, count) "  # pragma: no mutate
         "VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT(kind, component, stage) DO UPDATE SET "  # pragma: no mutate
-        "buckets = excluded.buckets, sum = sum + excluded.sum, count = count + 1",  # pragma: no mutate
+        "buckets = excluded.buckets, sum = duration_stats.sum + excluded.sum, "  # pragma: no mutate
+        "count = duration_stats.count + 1",  # pragma: no mutate
         [kind, component, stage, json.dumps(buckets), duration],
     )
 

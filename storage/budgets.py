@@ -23,6 +23,7 @@ def count_buckets(
 ) -> tuple[int, int]:
     """Add the completed buckets (start, end, sessions, crashed) not counted yet; returns the
     (sessions, crashed) added."""
+    tx.lock("component", key[0])
     found = tx.one(
         "SELECT watermark FROM budget_counters WHERE component = ? AND stage = ? AND source = ?",
         list(key),
@@ -41,6 +42,7 @@ def count_totals(
     tx: Store, key: tuple[str, str, str], release: str, sessions: int, crashed: int, now: float
 ) -> tuple[int, int]:
     """Add the growth of a release's running totals since the last poll of the same release."""
+    tx.lock("component", key[0])
     found = tx.one(
         "SELECT release, seen_sessions, seen_crashed FROM budget_counters "
         "WHERE component = ? AND stage = ? AND source = ?",
@@ -69,11 +71,12 @@ def _save(
         "INSERT INTO budget_counters (component, stage, source, sessions, crashed, watermark, "
         "release, seen_sessions, seen_crashed, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT(component, stage, source) DO UPDATE SET "
-        "sessions = sessions + excluded.sessions, crashed = crashed + excluded.crashed, "
-        "watermark = coalesce(excluded.watermark, watermark), "
-        "release = coalesce(excluded.release, release), "
-        "seen_sessions = coalesce(excluded.seen_sessions, seen_sessions), "
-        "seen_crashed = coalesce(excluded.seen_crashed, seen_crashed), "
+        "sessions = budget_counters.sessions + excluded.sessions, "
+        "crashed = budget_counters.crashed + excluded.crashed, "
+        "watermark = coalesce(excluded.watermark, budget_counters.watermark), "
+        "release = coalesce(excluded.release, budget_counters.release), "
+        "seen_sessions = coalesce(excluded.seen_sessions, budget_counters.seen_sessions), "
+        "seen_crashed = coalesce(excluded.seen_crashed, budget_counters.seen_crashed), "
         "updated_at = excluded.updated_at",
         [*key, sessions, crashed, watermark, release, seen_sessions, seen_crashed, now],
     )

@@ -156,8 +156,8 @@ def version_changes(db: Store, slug: str, *, per_stage: int = 20) -> list[dict[s
         " AS n FROM ("
         "  SELECT stage, version, commit_sha, finished_ts, seq, lag(version) OVER"
         "  (PARTITION BY stage ORDER BY finished_ts, seq) AS before FROM deployments"
-        "  WHERE component = ? AND result_class = 'success')"
-        " WHERE before IS NULL OR before != version)"
+        "  WHERE component = ? AND result_class = 'success') AS ordered"
+        " WHERE before IS NULL OR before != version) AS changes"
         " WHERE n <= ? ORDER BY stage, finished_ts DESC, seq DESC",
         [slug, per_stage],
     )

@@ -143,7 +143,7 @@ def _join(
         "ON CONFLICT(deployment_id) DO NOTHING",
         [deployment_id, rollout_id],
     )
-    tx.execute("UPDATE rollouts SET last_ts = max(last_ts, ?) WHERE id = ?", [ts, rollout_id])
+    tx.execute("UPDATE rollouts SET last_ts = ? WHERE id = ? AND last_ts < ?", [ts, rollout_id, ts])
     if commits:
         found = tx.one("SELECT ts FROM rollouts WHERE id = ?", [rollout_id])
         assert found is not None
@@ -252,7 +252,7 @@ def bump(tx: Store, component: str, stage: str) -> None:
     """The series' DORA rows changed: scrapes recompute it."""
     tx.execute(
         "INSERT INTO dora_generations (component, stage, gen) VALUES (?, ?, 1) "
-        "ON CONFLICT(component, stage) DO UPDATE SET gen = gen + 1",
+        "ON CONFLICT(component, stage) DO UPDATE SET gen = dora_generations.gen + 1",
         [component, stage],
     )
 
@@ -273,7 +273,7 @@ def _rollouts(
     tx: Store, where: str, params: Sequence[Any], *, newest: int | None = None, oldest: int = -1
 ) -> list[Rollout]:
     """Rollouts matching `where`, oldest first: the `oldest` N (-1: all), or the `newest` N."""
-    order = f" ORDER BY r.ts, r.id LIMIT {int(oldest)}"
+    order = " ORDER BY r.ts, r.id" + (f" LIMIT {int(oldest)}" if oldest >= 0 else "")
     if newest is not None:
         order = f" ORDER BY r.ts DESC, r.id DESC LIMIT {int(newest)}"
     rows = tx.query(_ROLLOUT + "WHERE " + where + " GROUP BY r.id" + order, params)
@@ -402,6 +402,7 @@ def incident_changed(tx: Store, link_deployment_id: str | None, now: float) -> N
 def mark_crash_failure(tx: Store, component: str, stage: str, version: str, now: float) -> bool:
     """The current rollout of `version` was polled below its critical stability: a change
     failure (marked once). False when that version is no longer the newest rollout."""
+    tx.lock("component", component)
     row = tx.one(
         "SELECT id, version, crash_failure_ts FROM rollouts WHERE component = ? AND stage = ? "
         "ORDER BY ts DESC LIMIT 1",

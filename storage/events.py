@@ -79,6 +79,9 @@ def record_event(
                 return Outcome(earlier.status, earlier.body, conflict=earlier.conflict)
         outcome = _existing(tx, kind, natural_key, event) if natural_key else None
         if outcome is None:
+            # Aggregates, current versions and rollouts are per component: concurrent writers
+            # of one component (replicas on PostgreSQL) take turns from here to the commit.
+            tx.lock("component", component)
             outcome = Outcome(201, body, created=True)
             outcome.component_created = _track_labels(
                 tx, kind, component, event, limits, outcome, now
@@ -134,6 +137,7 @@ def fill_start(tx: Store, kind: str, event_id: str, started_ts: float) -> bool:
     )
     if row is None or row[3] is not None or started_ts > row[2]:
         return False
+    tx.lock("component", row[0])
     duration = row[2] - started_ts
     tx.execute(
         f"UPDATE {TABLE[kind]} SET started_at = ?, duration_seconds = ? WHERE id = ?",
@@ -177,18 +181,30 @@ def _ranks(tx: Store, component: str, stage: str | None, now: float) -> tuple[in
     component_rank, stage_rank = found if found else (None, None)
     created = component_rank is None
     if component_rank is None:
-        cursor = tx.execute(
-            "INSERT INTO components (slug, created_at) VALUES (?, ?)",  # pragma: no mutate
-            [component, now],
-        )
-        component_rank = cursor.lastrowid or 0
+        component_rank = _next_rank(tx, "components", "slug", component, now)
     if stage is not None and stage_rank is None:
-        cursor = tx.execute(
-            "INSERT INTO stages (name, created_at) VALUES (?, ?)",  # pragma: no mutate
-            [stage, now],
-        )
-        stage_rank = cursor.lastrowid or 0
+        stage_rank = _next_rank(tx, "stages", "name", stage, now)
     return int(component_rank), created, int(stage_rank or 0)
+
+
+def _next_rank(tx: Store, table: str, column: str, value: str, now: float) -> int:
+    """Insert a new component or stage with the next rank (id) and return it.
+
+    The rank is max + 1 under a lock on the table's ranks, not a sequence: a PostgreSQL
+    sequence skips a value for every rolled-back or conflicting insert, and a gap would make
+    `id <= max_components` export fewer components than the limit allows.
+    """
+    tx.lock("rank", table)
+    row = tx.one(f"SELECT id FROM {table} WHERE {column} = ?", [value])  # pragma: no mutate
+    if row is not None:  # another writer added it while this one waited for the lock
+        return int(row[0])
+    inserted = tx.one(
+        f"INSERT INTO {table} (id, {column}, created_at) "  # pragma: no mutate
+        f"SELECT coalesce(max(id), 0) + 1, ?, ? FROM {table} RETURNING id",  # pragma: no mutate
+        [value, now],
+    )
+    assert inserted is not None  # INSERT ... RETURNING answers its row
+    return int(inserted[0])
 
 
 def _track_labels(
@@ -210,7 +226,7 @@ def _track_labels(
     for dimension in outcome.overflow:
         tx.execute(
             "INSERT INTO overflow (dimension, count) VALUES (?, 1) "  # pragma: no mutate
-            "ON CONFLICT(dimension) DO UPDATE SET count = count + 1",  # pragma: no mutate
+            "ON CONFLICT(dimension) DO UPDATE SET count = overflow.count + 1",  # pragma: no mutate
             [dimension],
         )
     return created

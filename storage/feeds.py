@@ -31,7 +31,7 @@ def count(tx: Store, receiver: str, event: str, outcome: str) -> None:
     """Count one request in releasebits_webhook_requests_total."""
     tx.execute(
         "INSERT INTO webhook_stats (receiver, event, outcome, count) VALUES (?, ?, ?, 1) "
-        "ON CONFLICT(receiver, event, outcome) DO UPDATE SET count = count + 1",
+        "ON CONFLICT(receiver, event, outcome) DO UPDATE SET count = webhook_stats.count + 1",
         [receiver, event, outcome],
     )
 
@@ -52,7 +52,11 @@ def seen(tx: Store, delivery: Delivery) -> bool:
 
 
 def begin(tx: Store, delivery: Delivery | None) -> bool:
-    """Inside a write: True (and counted as a duplicate) when this delivery was stored before."""
+    """Inside a write: True (and counted as a duplicate) when this delivery was stored before.
+    A delivery id is held until the write ends: a redelivery racing it (to another replica)
+    waits, then finds it stored."""
+    if delivery is not None and delivery.id is not None:
+        tx.lock("delivery", delivery.receiver, delivery.id)
     if delivery is None or not seen(tx, delivery):
         return False
     count(tx, delivery.receiver, delivery.event, "duplicate")
@@ -107,7 +111,11 @@ def stats(store: Store) -> list[dict[str, Any]]:
 
 
 def key_row(tx: Store, key: str) -> tuple[str | None, float | None] | None:
-    """(event id once final, earliest start seen) of a natural key, or None if never seen."""
+    """(event id once final, earliest start seen) of a natural key, or None if never seen.
+    Inside a write, the key is held until it ends: two final statuses of one deployment
+    (at two replicas) store one event."""
+    if tx.in_transaction:
+        tx.lock("feed", key)
     row = tx.one("SELECT event_id, started_ts FROM feed_keys WHERE key = ?", [key])
     return (row[0], row[1]) if row is not None else None
 

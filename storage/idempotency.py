@@ -30,7 +30,11 @@ class Replay:
 
 
 def replay(store: Store, idem: Idempotency, now: float) -> Replay | None:
-    """The remembered answer for this key (conflict=True when the body differs), or None."""
+    """The remembered answer for this key (conflict=True when the body differs), or None.
+    Inside a write, the key is held until it ends: a retry racing the first request (at
+    another replica) waits for its answer instead of storing a second event."""
+    if store.in_transaction:
+        store.lock("idempotency", idem.scope, idem.key)
     row = store.one(
         "SELECT request_hash, status, body FROM idempotency_keys "  # pragma: no mutate
         "WHERE scope = ? AND key = ? AND created_at > ?",  # pragma: no mutate

@@ -39,6 +39,7 @@ def report(tx: Store, r: IncidentReport, now: float) -> tuple[str, bool]:
     Reports may arrive in any order: the start is the earliest start reported, and an incident
     first heard of as resolved starts at its resolution until its start arrives.
     """
+    tx.lock("component", r.component)
     found = None
     if r.external_id is not None:
         found = tx.one(
@@ -76,6 +77,7 @@ def report(tx: Store, r: IncidentReport, now: float) -> tuple[str, bool]:
 
 def resolve(tx: Store, component: str, incident_id: str, resolved_ts: float, now: float) -> bool:
     """Set (or move) the resolution time of an incident; False when there is no such incident."""
+    tx.lock("component", component)
     found = tx.one(
         "SELECT link_deployment_id FROM incidents WHERE component = ? AND id = ?",
         [component, incident_id],

@@ -113,14 +113,16 @@ def claim(
             # Two index walks (target, status, seq) rather than one OR, which SQLite answers by
             # scanning every row of the target, delivered history included, under the lock.
             columns = "seq, id, event_kind, event_id, component, attempts, retry_since, created_at"  # pragma: no mutate
+            # On PostgreSQL, rows another worker is claiming this instant are skipped, not
+            # waited for (and never claimed twice): its claim commits them as 'delivering'.
             due = db.execute(
-                f"SELECT {columns} FROM deliveries WHERE target = ? AND status = 'pending' "
-                "AND next_attempt_at <= ? ORDER BY seq LIMIT ?",  # pragma: no mutate
+                f"SELECT {columns} FROM deliveries WHERE target = ? AND status = 'pending' "  # pragma: no mutate
+                f"AND next_attempt_at <= ? ORDER BY seq LIMIT ?{db.skip_locked}",  # pragma: no mutate
                 [target, now, limit],
             ).fetchall()
             expired = db.execute(
                 f"SELECT {columns} FROM deliveries WHERE target = ? AND status = 'delivering' "
-                "AND lease_until < ? ORDER BY seq LIMIT ?",  # pragma: no mutate
+                f"AND lease_until < ? ORDER BY seq LIMIT ?{db.skip_locked}",  # pragma: no mutate
                 [target, now, limit],
             ).fetchall()
             rows = sorted(due + expired)[:limit]
@@ -177,7 +179,7 @@ def finish(db: Store, results: Sequence[Result], now: float) -> None:
                 raise ValueError(f"unknown outcome {r.outcome!r}")
             db.execute(
                 "INSERT INTO forward_stats (target, outcome, count) VALUES (?, ?, 1) "  # pragma: no mutate
-                "ON CONFLICT(target, outcome) DO UPDATE SET count = count + 1",  # pragma: no mutate
+                "ON CONFLICT(target, outcome) DO UPDATE SET count = forward_stats.count + 1",  # pragma: no mutate
                 [r.target, r.outcome],
             )
 
@@ -185,7 +187,9 @@ def finish(db: Store, results: Sequence[Result], now: float) -> None:
 def _disable_target(db: Store, target: str, reason: str, now: float) -> None:
     """The endpoint is gone (410): stop sending, and park its other pending deliveries."""
     db.execute(
-        "INSERT OR REPLACE INTO forward_targets (target, disabled_at, reason) VALUES (?, ?, ?)",  # pragma: no mutate
+        "INSERT INTO forward_targets (target, disabled_at, reason) VALUES (?, ?, ?) "  # pragma: no mutate
+        "ON CONFLICT(target) DO UPDATE SET disabled_at = excluded.disabled_at, "  # pragma: no mutate
+        "reason = excluded.reason",  # pragma: no mutate
         [target, now, reason],
     )
     cursor = db.execute(
@@ -196,7 +200,7 @@ def _disable_target(db: Store, target: str, reason: str, now: float) -> None:
     if cursor.rowcount:
         db.execute(
             "INSERT INTO forward_stats (target, outcome, count) VALUES (?, 'disabled', ?) "  # pragma: no mutate
-            "ON CONFLICT(target, outcome) DO UPDATE SET count = count + excluded.count",  # pragma: no mutate
+            "ON CONFLICT(target, outcome) DO UPDATE SET count = forward_stats.count + excluded.count",  # pragma: no mutate
             [target, cursor.rowcount],
         )
 

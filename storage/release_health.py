@@ -66,9 +66,15 @@ def store_poll(
         }
         db.execute("DELETE FROM release_health WHERE source = ?", [source])
         db.executemany(
-            "INSERT OR REPLACE INTO release_health (source, project, environment, release, "
+            "INSERT INTO release_health (source, project, environment, release, "
             "total_sessions, users, crash_free_sessions, crash_free_users, sessions_by_status, "
-            "released_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "released_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(source, project, environment, release) DO UPDATE SET "
+            "total_sessions = excluded.total_sessions, users = excluded.users, "
+            "crash_free_sessions = excluded.crash_free_sessions, "
+            "crash_free_users = excluded.crash_free_users, "
+            "sessions_by_status = excluded.sessions_by_status, "
+            "released_at = excluded.released_at, updated_at = excluded.updated_at",
             [
                 (
                     r.source,
@@ -88,14 +94,22 @@ def store_poll(
                 for r in rows
             ],
         )
-        for t in targets:
-            db.execute(
-                "INSERT OR REPLACE INTO project_targets (source, project, target_type, "
-                "target_stability, critical_stability, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [t.source, t.project, t.target_type, t.target_stability, t.critical_stability, now],
-            )
+        _store_targets(db, targets, now)
         for project in {*projects, *(r.project for r in rows)} or {""}:
             _status(db, source, project, up=True, now=now, duration=duration, error=None)
+
+
+def _store_targets(db: Store, targets: Iterable[Target], now: float) -> None:
+    for t in targets:
+        db.execute(
+            "INSERT INTO project_targets (source, project, target_type, "
+            "target_stability, critical_stability, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(source, project) DO UPDATE SET target_type = excluded.target_type, "
+            "target_stability = excluded.target_stability, "
+            "critical_stability = excluded.critical_stability, "
+            "updated_at = excluded.updated_at",
+            [t.source, t.project, t.target_type, t.target_stability, t.critical_stability, now],
+        )
 
 
 def record_failure(
@@ -130,7 +144,7 @@ def _status(
         "INSERT INTO source_status (source, project, up, last_success_ts, last_attempt_ts, "
         "last_duration_seconds, last_error) VALUES (?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT(source, project) DO UPDATE SET up = excluded.up, "
-        "last_success_ts = coalesce(excluded.last_success_ts, last_success_ts), "
+        "last_success_ts = coalesce(excluded.last_success_ts, source_status.last_success_ts), "
         "last_attempt_ts = excluded.last_attempt_ts, "
         "last_duration_seconds = excluded.last_duration_seconds, last_error = excluded.last_error",
         [source, project, int(up), now if up else None, now, duration, error],
@@ -142,7 +156,7 @@ def newest_releases(db: Store, per_project: int) -> list[dict[str, Any]]:
     rows = db.query(
         "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY source, project, environment "
         "ORDER BY coalesce(released_at, 0) DESC, coalesce(total_sessions, 0) DESC, release DESC) "
-        "AS rank FROM release_health) "
+        "AS rank FROM release_health) AS ranked "
         "WHERE rank <= ? ORDER BY source, project, environment, release",
         [per_project],
     )

@@ -49,9 +49,9 @@ def ensure_release(
         return str(row[0]), False
     release = release if release is not None else {"name": name}
     rid, now = str(uuid.uuid4()), time.time()
-    tx.execute(
+    inserted = tx.one(
         "INSERT INTO releases (id, name, description, meta_data, created_at) "
-        "VALUES (?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO NOTHING RETURNING id",
         [
             rid,
             name,
@@ -60,6 +60,10 @@ def ensure_release(
             now,
         ],
     )
+    if inserted is None:  # a concurrent writer (another replica) created it just now
+        row = tx.one("SELECT id FROM releases WHERE name = ?", [name])
+        assert row is not None  # its insert committed before ours gave way
+        return str(row[0]), False
     if forward is not None:
         outbox.enqueue(tx, "release", rid, None, forward("release", None, release), now)
     return rid, True

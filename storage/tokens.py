@@ -39,12 +39,15 @@ def create_token(db: Store, name: str, scopes: tuple[str, ...]) -> str:
     token_id = secrets.token_hex(6)
     token = f"{PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
     with db.transaction():
-        if db.execute("SELECT 1 FROM tokens WHERE name = ?", [name]).fetchone():
-            raise TokenExists(name)
-        db.execute(
-            "INSERT INTO tokens (id, name, secret_hash, scopes, created_at) VALUES (?, ?, ?, ?, ?)",
+        # One statement: two `token create` runs racing on one name (on a shared PostgreSQL
+        # database) end with one token and one TokenExists, never a constraint error.
+        created = db.one(
+            "INSERT INTO tokens (id, name, secret_hash, scopes, created_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(name) DO NOTHING RETURNING id",
             [token_id, name, _hash(token), " ".join(sorted(set(scopes))), time.time()],
         )
+    if created is None:
+        raise TokenExists(name)
     return token
 
 

@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 
 import requests
 
@@ -116,19 +115,22 @@ class Deliverer:
             for name in self.targets:
                 running = self._loops.get(name)
                 if running is None or running.done():
-                    self._loops[name] = self._pool.submit(self._target_loop, name, db.path, budget)
+                    self._loops[name] = self._pool.submit(
+                        self._target_loop, name, db.location, budget
+                    )
 
     def run(self, db: Store, budget: float = RUN_BUDGET_SECONDS) -> int:
         """Deliver until nothing is due (or the budget is spent) and wait for every target;
         returns deliveries attempted (tests and the CLI; the worker uses dispatch)."""
         self._start(db)
         futures = [
-            self._pool.submit(self._target_loop, name, db.path, budget) for name in self.targets
+            self._pool.submit(self._target_loop, name, db.location, budget) for name in self.targets
         ]
         return sum(f.result() for f in futures)
 
-    def _target_loop(self, name: str, path: Path, budget: float) -> int:
-        db = thread_store(path, synchronous=self.settings.sqlite_synchronous)
+    def _target_loop(self, name: str, location: str, budget: float) -> int:
+        s = self.settings
+        db = thread_store(location, synchronous=s.sqlite_synchronous, pool_size=s.db_pool_size)
         deadline = time.monotonic() + budget
         total = 0
         while True:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import re
-import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
@@ -27,7 +26,7 @@ from exporter.web.body import parse_json
 from exporter.web.errors import ApiError, error_document, internal_error, storage_unavailable
 from exporter.web.fastjson import encode
 from exporter.web.state import AppState
-from storage.db import StorageError, thread_store
+from storage.db import DB_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +85,7 @@ class FastIngest:
         s = self.state.settings
         store = None
         try:
-            store = thread_store(s.db, synchronous=s.sqlite_synchronous)
+            store = s.store()
             token = verify(header_token(environ["HTTP_AUTHORIZATION"]), "write", store)
             routes.slug_or_error(raw_slug)
             raw = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
@@ -101,7 +100,7 @@ class FastIngest:
             )
         except ApiError as exc:
             failure = exc
-        except (sqlite3.DatabaseError, StorageError) as exc:
+        except DB_ERRORS as exc:
             log.error("storage error on POST %s: %s", environ["PATH_INFO"], exc)
             failure = storage_unavailable()
         except Exception:

@@ -21,7 +21,6 @@ from exporter.metrics import dora, events, forwarding, health, receivers
 from exporter.metrics.families import Families
 from exporter.settings import Settings
 from storage.aggregates import snapshot
-from storage.db import thread_store
 
 FAMILIES = (
     *events.FAMILIES,
@@ -46,7 +45,7 @@ class ReleaseBitsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         s = self._settings
-        db = thread_store(s.db, synchronous=s.sqlite_synchronous)
+        db = s.store()
         fams = Families(FAMILIES)
         events.fill(fams, snapshot(db, max_components=s.max_components, max_stages=s.max_stages))
         health.fill(fams, db, s)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import logging
-import sqlite3
 
 from flask import Blueprint, Response, request
 from prometheus_client.exposition import choose_encoder
@@ -12,7 +11,7 @@ from prometheus_client.exposition import choose_encoder
 from exporter.web.auth import check_scope
 from exporter.web.errors import ApiError
 from exporter.web.state import settings, state
-from storage.db import StorageError
+from storage.db import DB_ERRORS
 
 log = logging.getLogger(__name__)
 bp = Blueprint("metrics", __name__)
@@ -26,7 +25,7 @@ def metrics() -> Response:
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     try:
         output = encoder(registry)
-    except (sqlite3.Error, StorageError) as exc:
+    except DB_ERRORS as exc:
         log.error("scrape failed: database unavailable: %s", exc)
         raise ApiError(503, "storage_unavailable", "the database is unavailable") from None
     resp = Response(output, content_type=content_type)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,7 +10,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from exporter.errors import ReleaseBitsError
-from storage.db import StorageError
+from storage.db import DB_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +92,12 @@ def install(app: Flask, max_body_bytes: int) -> None:
             resp.headers["Allow"] = err.get_response().headers["Allow"]
         return resp
 
-    @app.errorhandler(sqlite3.DatabaseError)
-    @app.errorhandler(StorageError)
     def _storage_error(err: Exception) -> Response:
         log.error("storage error on %s %s: %s", request.method, request.path, err)
         return error_response(storage_unavailable())
+
+    for error in DB_ERRORS:  # SQLite, PostgreSQL and the store's own
+        app.register_error_handler(error, _storage_error)
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception) -> Response:

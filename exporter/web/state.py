@@ -34,10 +34,10 @@ def settings() -> Settings:
 
 
 def get_db() -> Store:
-    """This thread's store (sqlite3 connections are per-thread; reused across requests)."""
+    """This thread's store (kept for the thread: sqlite3 connections are per-thread)."""
     if "db" not in g:
         s = settings()
-        g.db = thread_store(s.db, synchronous=s.sqlite_synchronous)
+        g.db = thread_store(s.db, synchronous=s.sqlite_synchronous, pool_size=s.db_pool_size)
     return cast(Store, g.db)
 
 
