@@ -1,4 +1,10 @@
-"""Shared fixtures: settings on a temp SQLite file, migrated db, app, client, tokens, a daemon."""
+"""Shared fixtures: settings on a fresh database, migrated db, app, client, tokens, a daemon.
+
+The database is a temp SQLite file, or with RELEASEBITS_TEST_BACKEND=postgres a fresh database
+on a throwaway PostgreSQL cluster (tests/pg.py): the same tests run against both backends.
+Tests about SQLite files by nature (WAL, modes, quick_check, the write lock) carry the
+`sqlite_only` marker and are skipped on PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,10 +28,33 @@ import requests
 from exporter.app import create_app
 from exporter.settings import Settings
 from storage import tokens
-from storage.db import close_thread_stores, open_db
+from storage.db import close_all, close_thread_stores, open_db
+from tests import pg
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REQUIRE_E2E = os.environ.get("RELEASEBITS_REQUIRE_E2E") == "1"
+BACKEND = os.environ.get("RELEASEBITS_TEST_BACKEND", "sqlite")
+if BACKEND not in ("sqlite", "postgres"):
+    raise RuntimeError(f"RELEASEBITS_TEST_BACKEND: expected sqlite or postgres, got {BACKEND!r}")
+ON_POSTGRES = BACKEND == "postgres"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """On the PostgreSQL pass, skip the tests that are about SQLite files (their marker says
+    why), and those that use PostgreSQL whatever the backend (they ran in the default pass)."""
+    if not ON_POSTGRES:
+        return
+    for item in items:
+        marker = item.get_closest_marker("sqlite_only")
+        if marker is not None:
+            why = marker.args[0] if marker.args else "about the SQLite file"
+            item.add_marker(pytest.mark.skip(reason=f"SQLite only: {why}"))
+        elif item.get_closest_marker("needs_postgres"):
+            item.add_marker(
+                pytest.mark.skip(
+                    reason="needs PostgreSQL whatever the backend: runs in the default pass"
+                )
+            )
 
 
 def need_binary(name: str) -> str:
@@ -64,9 +93,74 @@ def local_timezone(request: pytest.FixtureRequest) -> Iterator[int]:
         time.tzset()
 
 
+def _migrate(url: str) -> None:
+    open_db(url, migrate=True).close()
+    close_all()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[pg.Cluster]:
+    """A throwaway PostgreSQL server for the session (skipped where PostgreSQL is not
+    installed, unless RELEASEBITS_REQUIRE_E2E=1 or the PostgreSQL pass asks for it)."""
+    if pg.bindir() is None:
+        message = "PostgreSQL server binaries (initdb) not found (.ci/run installs postgresql)"
+        if REQUIRE_E2E or ON_POSTGRES:
+            pytest.fail(message)
+        pytest.skip(message)
+    cluster = pg.start_cluster(_migrate)
+    try:
+        yield cluster
+    finally:
+        close_all()
+        pg.close(cluster)
+
+
+def fresh_location(request: pytest.FixtureRequest, directory: Path, name: str) -> str:
+    """A new database: `directory/name.db`, or on the PostgreSQL pass a new database cloned
+    from the migrated template (left for the cluster's end unless the caller drops it)."""
+    if not ON_POSTGRES:
+        return str(directory / f"{name}.db")
+    cluster: pg.Cluster = request.getfixturevalue("pg_cluster")
+    return cluster.database()
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(db=str(tmp_path / "releasebits.db"))
+def new_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """Makes fresh, migrated database locations for this test: `new_db("name")` is a file in
+    tmp_path, or on the PostgreSQL pass a new database (dropped afterwards)."""
+    made: list[str] = []
+
+    def make(name: str = "releasebits") -> str:
+        made.append(fresh_location(request, tmp_path, name))
+        return made[-1]
+
+    yield make
+    if ON_POSTGRES and made:
+        close_all()
+        cluster: pg.Cluster = request.getfixturevalue("pg_cluster")
+        for url in made:
+            cluster.drop(url)
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_sqlite_files(request: pytest.FixtureRequest) -> Iterator[None]:
+    """On the PostgreSQL pass, a test that still made an SQLite file (a hard-coded path) would
+    pass without testing PostgreSQL: fail it instead."""
+    checked = ON_POSTGRES and not request.node.get_closest_marker("sqlite_only")
+    tmp = (
+        request.getfixturevalue("tmp_path")
+        if checked and "tmp_path" in request.fixturenames
+        else None
+    )
+    yield
+    if tmp is not None:
+        stray = sorted(p.name for p in Path(tmp).rglob("*.db"))
+        assert stray == [], f"SQLite files made on the PostgreSQL pass: {stray}"
+
+
+@pytest.fixture
+def settings(new_db: Callable[..., str]) -> Settings:
+    return Settings(db=new_db())
 
 
 @pytest.fixture
@@ -112,10 +206,12 @@ def free_port() -> int:
 
 @dataclass
 class Daemon:
-    """A `releasebits serve` subprocess on a free port with its own database."""
+    """A `releasebits serve` subprocess on a free port with its own database (a file path or a
+    postgresql:// URL); its log goes beside the file, or into `workdir`."""
 
-    db: Path
+    db: Path | str
     port: int = field(default_factory=free_port)
+    workdir: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
@@ -158,7 +254,8 @@ class Daemon:
         assert resp.status_code == 201, resp.text
 
     def start(self, timeout: float = 30) -> Daemon:
-        self.log_path = self.db.with_suffix(f".{int(time.time() * 1000)}.log")
+        workdir = self.workdir or Path(self.db).parent
+        self.log_path = workdir / f"daemon-{self.port}.{int(time.time() * 1000)}.log"
         with self.log_path.open("wb") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "exporter", "serve"],
@@ -245,8 +342,8 @@ def _wait_port_free(port: int, timeout: float = 10) -> None:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    d = Daemon(db=tmp_path / "daemon.db")
+def daemon(tmp_path: Path, new_db: Callable[..., str]) -> Iterator[Daemon]:
+    d = Daemon(db=new_db("daemon"), workdir=tmp_path)
     yield d
     if d.proc is not None and d.proc.poll() is None:
         d.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,8 +32,8 @@ def test_help(args: list[str]) -> None:
     assert "Usage:" in result.output
 
 
-def test_token_lifecycle(tmp_path: Path) -> None:
-    db_path = str(tmp_path / "rb.db")
+def test_token_lifecycle(new_db: Callable[..., str]) -> None:
+    db_path = new_db("rb")
     runner = CliRunner()
     created = runner.invoke(main, ["token", "create", "ci", "--db", db_path])
     assert created.exit_code == 0, created.output

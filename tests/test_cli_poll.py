@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -13,20 +14,23 @@ from storage.db import open_db
 from tests.upstreams import TOKEN_ENV, FakeBugsnag, FakeSentry, sources_toml
 
 
-def _config(tmp_path: Path, httpserver: HTTPServer) -> tuple[Path, FakeSentry, FakeBugsnag]:
+def _config(
+    tmp_path: Path, httpserver: HTTPServer, db: str
+) -> tuple[Path, FakeSentry, FakeBugsnag]:
     sentry, bugsnag = FakeSentry(httpserver).install(), FakeBugsnag(httpserver).install()
     cfg = tmp_path / "rb.toml"
-    cfg.write_text(f'db = "{tmp_path / "rb.db"}"\n' + sources_toml(sentry, bugsnag))
+    cfg.write_text(f'db = "{db}"\n' + sources_toml(sentry, bugsnag))
     return cfg, sentry, bugsnag
 
 
 def test_poll_once_prints_releases_and_the_deployed_join(
-    tmp_path: Path, httpserver: HTTPServer
+    tmp_path: Path, httpserver: HTTPServer, new_db: Callable[..., str]
 ) -> None:
-    cfg, _, _ = _config(tmp_path, httpserver)
+    location = new_db("rb")
+    cfg, _, _ = _config(tmp_path, httpserver, location)
     from exporter.ingest.validation import validate_event
 
-    db = open_db(str(tmp_path / "rb.db"), migrate=True)
+    db = open_db(location, migrate=True)
     event, _ = validate_event("deployment", {"version": "1.2.0"}, default_stage="production")
     events.record_event(
         db, "deployment", "checkout", event, event_id="e1", body={}, limits=events.Limits(10, 10)
@@ -46,9 +50,10 @@ def test_poll_once_prints_releases_and_the_deployed_join(
 
 
 def test_poll_once_reports_a_failing_source_and_exits_1(
-    tmp_path: Path, httpserver: HTTPServer
+    tmp_path: Path, httpserver: HTTPServer, new_db: Callable[..., str]
 ) -> None:
-    cfg, sentry, _ = _config(tmp_path, httpserver)
+    location = new_db("rb")
+    cfg, sentry, _ = _config(tmp_path, httpserver, location)
     sentry.fail_with(401, '{"detail": "Invalid token"}')
     result = CliRunner().invoke(
         main, ["poll", "--once", "--source", "sentry", "--config", str(cfg)], env=TOKEN_ENV
@@ -58,8 +63,11 @@ def test_poll_once_reports_a_failing_source_and_exits_1(
     assert "bugsnag source" not in result.output  # --source limits the poll
 
 
-def test_poll_errors_are_one_line(tmp_path: Path, httpserver: HTTPServer) -> None:
-    cfg, _, _ = _config(tmp_path, httpserver)
+def test_poll_errors_are_one_line(
+    tmp_path: Path, httpserver: HTTPServer, new_db: Callable[..., str]
+) -> None:
+    location = new_db("rb")
+    cfg, _, _ = _config(tmp_path, httpserver, location)
     unknown = CliRunner().invoke(
         main, ["poll", "--source", "nope", "--config", str(cfg)], env=TOKEN_ENV
     )

@@ -240,6 +240,7 @@ def healthcheck(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[s
 
 
 @pytest.mark.e2e
+@pytest.mark.sqlite_only("the image's default store: an SQLite file in /data")
 def test_entrypoint_and_healthcheck_work_from_a_clean_virtualenv(
     image_env: dict[str, str], image_venv: Path
 ) -> None:

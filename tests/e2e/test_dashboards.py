@@ -336,7 +336,10 @@ def down_webhook(httpserver: HTTPServer) -> str:
 
 @pytest.mark.e2e
 def test_every_query_returns_data_from_a_real_prometheus(
-    tmp_path: Path, httpserver: HTTPServer, prometheus: Callable[[str], Prometheus]
+    tmp_path: Path,
+    httpserver: HTTPServer,
+    prometheus: Callable[[str], Prometheus],
+    new_db: Callable[..., str],
 ) -> None:
     sentry = FakeSentry(httpserver).install()
     bugsnag = FakeBugsnag(httpserver).install()
@@ -354,7 +357,8 @@ def test_every_query_returns_data_from_a_real_prometheus(
         {"ReleaseBitsForwardingBacklogGrowing"} if FORWARDING else set()
     )
     daemon = Daemon(
-        db=tmp_path / "rb.db",
+        db=new_db("rb"),
+        workdir=tmp_path,
         extra_env={
             **TOKEN_ENV,
             "WEBHOOK_SECRET": WEBHOOK_SECRET,

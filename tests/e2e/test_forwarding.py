@@ -82,7 +82,7 @@ def post(daemon: Daemon, token: str, i: int) -> tuple[str, float]:
 
 
 def test_outage_delays_but_never_loses_or_duplicates(
-    tmp_path: Path, httpserver: HTTPServer
+    tmp_path: Path, httpserver: HTTPServer, new_db: Callable[..., str]
 ) -> None:
     receiver = Receiver()
     httpserver.expect_request("/hooks", method="POST").respond_with_handler(receiver.handle)
@@ -97,7 +97,7 @@ def test_outage_delays_but_never_loses_or_duplicates(
         "RELEASEBITS_FORWARD_RETRY_BASE_SECONDS": "0.2",
         "RELEASEBITS_FORWARD_RETRY_MAX_SECONDS": "1",
     }
-    daemon = Daemon(db=tmp_path / "rb.db", extra_env=env)
+    daemon = Daemon(db=new_db("rb"), workdir=tmp_path, extra_env=env)
     created = daemon.cli("token", "create", "ci")
     assert created.returncode == 0, created.stderr
     token = created.stdout.strip().splitlines()[-1]

@@ -40,7 +40,7 @@ def key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
 
 
 def test_deployed_version_health_from_both_sources_survives_an_outage(
-    tmp_path: Path, httpserver: HTTPServer
+    tmp_path: Path, httpserver: HTTPServer, new_db: Callable[..., str]
 ) -> None:
     # The fixtures' release 1.2.0 is served as the version this test deploys, v1.2.3.
     sentry = FakeSentry(httpserver, rename={"checkout@1.2.0": "checkout@v1.2.3"}).install()
@@ -48,7 +48,7 @@ def test_deployed_version_health_from_both_sources_survives_an_outage(
     cfg = tmp_path / "releasebits.toml"
     cfg.write_text(sources_toml(sentry, bugsnag, interval="1s"))
     daemon = Daemon(
-        db=tmp_path / "rb.db", extra_env={**TOKEN_ENV, "RELEASEBITS_CONFIG": str(cfg)}
+        db=new_db("rb"), workdir=tmp_path, extra_env={**TOKEN_ENV, "RELEASEBITS_CONFIG": str(cfg)}
     ).start()
     try:
         token = daemon.cli("token", "create", "ci").stdout.strip().splitlines()[-1]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ import requests
 from pytest_httpserver import HTTPServer
 
 from tests.browser import Recorder, run_axe, screenshot_dir, serious
-from tests.conftest import Daemon, free_port
+from tests.conftest import Daemon, free_port, fresh_location
 from tests.e2e.conftest import NewPage
 from tests.upstreams import BUGSNAG_PROJECT, TOKEN_ENV, FakeBugsnag, FakeSentry
 
@@ -54,9 +54,12 @@ def clean(rec: Recorder) -> None:
 
 
 @pytest.fixture(scope="module")
-def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, str]]:
+def plain(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Daemon, str]]:
     """One daemon for the module's tests that need no configuration, and a read/write token."""
-    daemon = Daemon(db=tmp_path_factory.mktemp("ui") / "ui.db").start()
+    workdir = tmp_path_factory.mktemp("ui")
+    daemon = Daemon(db=fresh_location(request, workdir, "ui"), workdir=workdir).start()
     try:
         yield daemon, token_of(daemon, "ci")
     finally:
@@ -203,8 +206,12 @@ def test_hostile_text_renders_as_text_and_no_script_runs(
     clean(rec)
 
 
-def test_sign_in_keeps_the_token_in_a_strict_cookie(tmp_path: Path, new_page: NewPage) -> None:
-    daemon = Daemon(db=tmp_path / "private.db", extra_env={"RELEASEBITS_UI_REQUIRE_TOKEN": "1"})
+def test_sign_in_keeps_the_token_in_a_strict_cookie(
+    tmp_path: Path, new_db: Callable[..., str], new_page: NewPage
+) -> None:
+    daemon = Daemon(
+        db=new_db("private"), workdir=tmp_path, extra_env={"RELEASEBITS_UI_REQUIRE_TOKEN": "1"}
+    )
     daemon.start()
     try:
         token = token_of(daemon, "reader", "read")
@@ -307,14 +314,14 @@ def _wait_for_health(daemon: Daemon) -> None:
 
 
 def test_screenshots_and_accessibility(
-    tmp_path: Path, httpserver: HTTPServer, new_page: NewPage
+    tmp_path: Path, httpserver: HTTPServer, new_db: Callable[..., str], new_page: NewPage
 ) -> None:
     sentry = FakeSentry(httpserver).install()
     bugsnag = FakeBugsnag(httpserver).install()
     secret = "whsec_" + base64.b64encode(b"k" * 32).decode()
     env = {**TOKEN_ENV, "WEBHOOK_SECRET": secret}
     env["RELEASEBITS_CONFIG"] = str(_config(tmp_path, sentry, bugsnag))
-    daemon = Daemon(db=tmp_path / "shots.db", extra_env=env).start()
+    daemon = Daemon(db=new_db("shots"), workdir=tmp_path, extra_env=env).start()
     out = screenshot_dir()
     try:
         _seed(daemon, token_of(daemon, "ci"))

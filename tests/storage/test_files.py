@@ -18,6 +18,7 @@ from storage import heartbeat, tokens
 from storage.db import check_files, close_thread_stores, integrity_problem, open_db
 
 PAGE = 4096
+pytestmark = pytest.mark.sqlite_only("the database file: quick_check, -wal/-shm, file modes")
 
 
 def _filled(path: Path, rows: int = 3000) -> None:

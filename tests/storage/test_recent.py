@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from storage import components, events
+from tests.conftest import ON_POSTGRES
 from tests.storage.test_events import record
 
 LIMITS = events.Limits(max_components=100, max_stages=100)
@@ -90,6 +91,20 @@ def test_version_changes_count_rollbacks_and_ignore_failures_and_repeats(db: Any
 
 
 def test_the_feed_across_components_walks_an_index_instead_of_sorting(db: Any) -> None:
+    if ON_POSTGRES:  # an empty table is cheaper to sort: ask whether the index can serve it
+        for table in ("deployments", "builds"):
+            with db.transaction():
+                db.execute("SET LOCAL enable_sort = off")
+                plan = " ".join(
+                    str(row[0])
+                    for row in db.execute(
+                        f"EXPLAIN SELECT d.* FROM {table} d "
+                        "ORDER BY d.finished_ts DESC, d.seq DESC LIMIT 51"
+                    ).fetchall()
+                )
+            assert f"Index Scan Backward using {table}_recent" in plan, plan
+            assert "Sort" not in plan, plan
+        return
     for table in ("deployments", "builds"):
         plan = " ".join(
             str(row[-1])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,10 +46,10 @@ ENDPOINT_KEYS = {
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(new_db: Callable[..., str]) -> Settings:
     """checkout's versions are released in Sentry project 1 as checkout@<version>."""
     return Settings(
-        db=str(tmp_path / "releasebits.db"),
+        db=new_db(),
         components={
             "checkout": ComponentMapping(
                 sources={"sentry": SourceMapping(project="1", release="checkout@{version}")}

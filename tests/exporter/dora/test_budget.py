@@ -4,7 +4,7 @@ change failures, from what the pollers return."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from exporter.dora.budget import after_poll
@@ -33,8 +33,8 @@ def test_sentry_series_become_completed_buckets() -> None:
     }
 
 
-def test_each_bucket_counts_once_across_restarts(tmp_path: Path) -> None:
-    path = tmp_path / "b.db"
+def test_each_bucket_counts_once_across_restarts(new_db: Callable[..., str]) -> None:
+    path = new_db("b")
     first = [(T7, T7 + 3600, 600, 4)]
     later = [*first, (T7 + 3600, T7 + 7200, 640, 6)]
     db = open_db(path, migrate=True)
@@ -42,7 +42,7 @@ def test_each_bucket_counts_once_across_restarts(tmp_path: Path) -> None:
     assert db.write(lambda tx: budgets.count_buckets(tx, KEY, first, 0, T7)) == (0, 0)
     assert db.write(lambda tx: budgets.count_buckets(tx, KEY, later, 0, T7)) == (640, 6)
     db.close()
-    again = open_db(path, migrate=True)  # a restart: the watermark is in SQLite
+    again = open_db(path, migrate=True)  # a restart: the watermark is stored
     assert again.write(lambda tx: budgets.count_buckets(tx, KEY, later, 0, T7)) == (0, 0)
     newer = [*later, (T7 + 7200, T7 + 10800, 700, 70)]
     assert again.write(lambda tx: budgets.count_buckets(tx, KEY, newer, T7 + 7200, T7)) == (700, 70)

@@ -84,13 +84,13 @@ class Forwarding:
 
 
 @pytest.fixture
-def forwarding(tmp_path: Path) -> Iterator[Callable[..., Forwarding]]:
+def forwarding(tmp_path: Path, new_db: Callable[..., str]) -> Iterator[Callable[..., Forwarding]]:
     made: list[Forwarding] = []
 
     def make(toml: str, environ: dict[str, str] | None = None, **overrides: Any) -> Forwarding:
         cfg = tmp_path / "releasebits.toml"
         cfg.write_text(toml)
-        settings = load_settings(cfg, environ or {}, {"db": str(tmp_path / "rb.db"), **overrides})
+        settings = load_settings(cfg, environ or {}, {"db": new_db("rb"), **overrides})
         db = open_db(settings.db, migrate=True)
         token = tokens.create_token(db, "ci", ("read", "write"))
         app = create_app(settings, process_metrics=False)

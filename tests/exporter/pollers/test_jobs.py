@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,11 @@ def fakes(httpserver: HTTPServer) -> tuple[FakeSentry, FakeBugsnag]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, fakes: tuple[FakeSentry, FakeBugsnag]) -> Settings:
+def settings(
+    tmp_path: Path, new_db: Callable[..., str], fakes: tuple[FakeSentry, FakeBugsnag]
+) -> Settings:
     cfg = tmp_path / "releasebits.toml"
-    cfg.write_text(f'db = "{tmp_path / "rb.db"}"\n' + sources_toml(*fakes))
+    cfg.write_text(f'db = "{new_db("rb")}"\n' + sources_toml(*fakes))
     return load_settings(cfg, TOKEN_ENV)
 
 

@@ -7,6 +7,7 @@ import base64
 import fnmatch
 import re
 import tomllib
+from collections.abc import Callable
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -42,10 +43,10 @@ release = "checkout@{version}"
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
 
 
-def make_app(tmp_path: Path, config: str = "", **overrides: Any) -> Any:
+def make_app(tmp_path: Path, db: str, config: str = "", **overrides: Any) -> Any:
     cfg = tmp_path / "releasebits.toml"
     cfg.write_text(config)
-    env = {"SENTRY_TOKEN": "t", "HOOK_SECRET": SECRET, "RELEASEBITS_DB": str(tmp_path / "rb.db")}
+    env = {"SENTRY_TOKEN": "t", "HOOK_SECRET": SECRET, "RELEASEBITS_DB": db}
     s = load_settings(cfg, env, overrides)
     open_db(s.db, migrate=True).close()
     return create_app(s, process_metrics=False)
@@ -78,8 +79,8 @@ def cell(page: str, stage: str) -> str:
 
 
 @pytest.fixture
-def ui(tmp_path: Path) -> tuple[Any, Any, str]:
-    app = make_app(tmp_path, CONFIG)
+def ui(tmp_path: Path, new_db: Callable[..., str]) -> tuple[Any, Any, str]:
+    app = make_app(tmp_path, new_db(), CONFIG)
     return app, app.test_client(), token(app)
 
 
@@ -172,8 +173,10 @@ def test_every_answer_carries_the_strict_policy(ui: tuple[Any, Any, str]) -> Non
     assert client.get("/").headers["Cache-Control"] == "no-store"
 
 
-def test_ui_require_token_sends_readers_to_sign_in_and_back(tmp_path: Path) -> None:
-    app = make_app(tmp_path, ui_require_token=True)
+def test_ui_require_token_sends_readers_to_sign_in_and_back(
+    tmp_path: Path, new_db: Callable[..., str]
+) -> None:
+    app = make_app(tmp_path, new_db(), ui_require_token=True)
     client = app.test_client()
     reader = token(app, "reader", ("read",))
     writer = token(app, "writer", ("write",))
@@ -210,14 +213,18 @@ def test_ui_require_token_sends_readers_to_sign_in_and_back(tmp_path: Path) -> N
     assert client.get("/").status_code == 303
 
 
-def test_metrics_require_token_keeps_the_page_private_too(tmp_path: Path) -> None:
-    client = make_app(tmp_path, metrics_require_token=True).test_client()
+def test_metrics_require_token_keeps_the_page_private_too(
+    tmp_path: Path, new_db: Callable[..., str]
+) -> None:
+    client = make_app(tmp_path, new_db(), metrics_require_token=True).test_client()
     assert client.get("/").status_code == 303
     assert client.get("/docs").status_code == 200  # the API description is public anyway
 
 
-def test_a_revoked_token_in_the_cookie_is_named_and_dropped(tmp_path: Path) -> None:
-    app = make_app(tmp_path, ui_require_token=True)
+def test_a_revoked_token_in_the_cookie_is_named_and_dropped(
+    tmp_path: Path, new_db: Callable[..., str]
+) -> None:
+    app = make_app(tmp_path, new_db(), ui_require_token=True)
     client = app.test_client()
     reader = token(app, "reader", ("read",))
     client.post("/ui/sign-in", data={"token": reader})
@@ -338,9 +345,9 @@ def test_empty_page_says_how_to_post_the_first_deployment(ui: tuple[Any, Any, st
     assert "evil.example" not in page  # links are relative; the Host header is not trusted
 
 
-def test_repository_must_be_an_http_url(tmp_path: Path) -> None:
+def test_repository_must_be_an_http_url(tmp_path: Path, new_db: Callable[..., str]) -> None:
     with pytest.raises(ConfigError, match=r"^components\.checkout\.repository: expected an http"):
-        make_app(tmp_path, '[components.checkout]\nrepository = "javascript:alert(1)"\n')
+        make_app(tmp_path, new_db(), '[components.checkout]\nrepository = "javascript:alert(1)"\n')
 
 
 def test_ui_require_token_setting_reads_the_environment() -> None:
@@ -363,13 +370,15 @@ def test_templates_and_assets_ship_as_package_data() -> None:
     assert [f for f in files if not any(fnmatch.fnmatch(f, g) for g in globs)] == []
 
 
-def test_health_shows_sources_outbox_and_worker_with_errors_only_to_readers(tmp_path: Path) -> None:
+def test_health_shows_sources_outbox_and_worker_with_errors_only_to_readers(
+    tmp_path: Path, new_db: Callable[..., str]
+) -> None:
     config = CONFIG + (
         '\n[[bugsnag]]\ntoken_env = "SENTRY_TOKEN"\nprojects = ["p1"]\n'
         '\n[[forward.webhook]]\nname = "hooks"\nurl = "https://hooks.example.com/in"\n'
         'secret_env = "HOOK_SECRET"\n'
     )
-    app = make_app(tmp_path, config)
+    app = make_app(tmp_path, new_db(), config)
     client, tok = app.test_client(), token(app)
     deploy(client, tok, "checkout", version="1.0")  # one delivery waits for the webhook
     db = open_db(app.extensions["releasebits"].settings.db)

@@ -1,0 +1,168 @@
+"""A throwaway PostgreSQL cluster for the tests: initdb + pg_ctl in a temp directory on a free
+port (no systemd, nothing left behind), and a fresh database per test cloned from a migrated
+template.
+
+As root, the server programs run as `postgres` (initdb and postgres refuse root). The Unix
+socket (trust) is for setup; TCP asks for a password (scram-sha-256), so a wrong password is a
+real refusal. fsync=off: a crash of the server keeps every committed row (the writes are in the
+page cache); only an OS crash could lose them, which no test here does.
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+APP_USER, APP_PASSWORD = "releasebits", "rb-test-pw"
+TEMPLATE = "releasebits_template"
+
+
+def bindir() -> str | None:
+    """$PG_BINDIR, else `pg_config --bindir`, else the newest /usr/lib/postgresql/*/bin."""
+    candidates = [os.environ.get("PG_BINDIR", "")]
+    if shutil.which("pg_config"):
+        found = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
+        candidates.append(found.stdout.strip())
+    candidates += sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]), reverse=True
+    )
+    for d in candidates:
+        if d and os.access(os.path.join(d, "initdb"), os.X_OK):
+            return d
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Cluster:
+    """One running server; `database()` hands out fresh databases."""
+
+    bindir: str
+    base: str  # data/, sock/ and the server log; short, for the socket path (< 108 bytes)
+    port: int = field(default_factory=free_port)
+    as_user: str | None = "postgres" if os.geteuid() == 0 else None
+    _names: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    @property
+    def data(self) -> str:
+        return os.path.join(self.base, "data")
+
+    @property
+    def sockdir(self) -> str:
+        return os.path.join(self.base, "sock")
+
+    @property
+    def log(self) -> str:
+        return os.path.join(self.base, "postgres.log")
+
+    def url(self, db: str, user: str = APP_USER, password: str = APP_PASSWORD) -> str:
+        return f"postgresql://{user}:{password}@127.0.0.1:{self.port}/{db}"
+
+    def run(self, prog: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = [os.path.join(self.bindir, prog), *args]
+        if self.as_user:
+            cmd = ["runuser", "-u", self.as_user, "--", *cmd]
+        # cwd=base: as `postgres`, root's working directory would be unreadable.
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=self.base, check=False)
+        if check and done.returncode:
+            log = Path(self.log)
+            tail = log.read_text()[-2000:] if log.exists() else ""
+            raise RuntimeError(f"{prog} failed ({done.returncode}): {done.stderr}{tail}")
+        return done
+
+    def admin(self) -> psycopg.Connection[tuple[object, ...]]:
+        """A superuser connection over the Unix socket (trust), autocommit."""
+        return psycopg.connect(
+            host=self.sockdir, port=self.port, user="postgres", dbname="postgres", autocommit=True
+        )
+
+    def init(self) -> None:
+        os.mkdir(self.sockdir, 0o700)
+        if self.as_user:
+            owner = pwd.getpwnam(self.as_user)
+            for path in (self.base, self.sockdir):
+                os.chown(path, owner.pw_uid, owner.pw_gid)
+        self.run(
+            "initdb", "-D", self.data, "-U", "postgres", "-E", "UTF8", "--locale=C",
+            "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync", "--no-instructions",
+        )  # fmt: skip
+        with open(os.path.join(self.data, "pg_hba.conf"), "w") as f:
+            f.write("local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n")
+
+    def start(self) -> None:
+        for attempt in range(3):  # free_port() can race another process: try another port
+            options = (
+                f"-p {self.port} -k {self.sockdir} -c listen_addresses=127.0.0.1 "
+                "-c fsync=off -c full_page_writes=off -c max_connections=300"
+            )
+            try:
+                self.run("pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "30",
+                         "-o", options, "start")  # fmt: skip
+                return
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+                self.port = free_port()
+
+    def stop(self) -> None:
+        self.run("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop", check=False)
+
+    def setup(self, migrate: object) -> None:
+        """The application role and a migrated template (`migrate(url)` applies the schema)."""
+        with self.admin() as conn:
+            conn.execute(f"CREATE ROLE {APP_USER} LOGIN CREATEDB PASSWORD '{APP_PASSWORD}'")
+            conn.execute(f"CREATE DATABASE {TEMPLATE} OWNER {APP_USER}")
+        migrate(self.url(TEMPLATE))  # type: ignore[operator]
+
+    def database(self, prefix: str = "t", *, template: str = TEMPLATE) -> str:
+        """A new database (a copy of the migrated template, or `template0`: empty); its URL."""
+        name = f"{prefix}_{os.getpid()}_{next(self._names)}"
+        with self.admin() as conn:
+            conn.execute(
+                f"CREATE DATABASE {name} OWNER {APP_USER} TEMPLATE {template} STRATEGY file_copy"
+            )
+        return self.url(name)
+
+    def drop(self, url: str) -> None:
+        name = url.rsplit("/", 1)[1]
+        with self.admin() as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def start_cluster(migrate: object) -> Cluster:
+    """A running cluster with the role and template; the caller stops it (`close`)."""
+    found = bindir()
+    if found is None:
+        raise FileNotFoundError("PostgreSQL server binaries (initdb) not found")
+    started = time.monotonic()
+    cluster = Cluster(found, tempfile.mkdtemp(prefix="rbpg-", dir="/tmp"))
+    try:
+        cluster.init()
+        cluster.start()
+        cluster.setup(migrate)
+    except BaseException:
+        close(cluster)
+        raise
+    print(f"[pg] cluster on port {cluster.port} ready in {time.monotonic() - started:.1f} s")
+    return cluster
+
+
+def close(cluster: Cluster) -> None:
+    cluster.stop()
+    shutil.rmtree(cluster.base, ignore_errors=True)
