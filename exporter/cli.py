@@ -22,6 +22,7 @@ from exporter.dora.budget import after_poll
 from exporter.errors import ConfigError
 from exporter.http import make_session
 from exporter.metrics.health import deployed_health
+from exporter.migrate_db import migrate_db
 from exporter.notify.command import notify
 from exporter.pollers.jobs import ErrorMemory, PollReport, check_source, record
 from exporter.pollers.sources import PollSource
@@ -516,6 +517,7 @@ def deliveries_retry(delivery_id: str, config: str | None, db: str | None) -> No
 
 
 main.add_command(notify)
+main.add_command(migrate_db)
 
 
 if __name__ == "__main__":  # pragma: no cover
