@@ -34,6 +34,7 @@ def healthz() -> Any:
         db = get_db()
         heartbeat.database_readable(db)
         beat = heartbeat.last_beat(db)
+        leader = heartbeat.last_leader(db)
     except DB_ERRORS as exc:
         log.error("health check: database unreadable: %s", exc)
         return _unhealthy({"database": "unavailable"})
@@ -45,7 +46,8 @@ def healthz() -> Any:
         return _unhealthy({"database": "read-only"})  # disk full, read-only file, locked
     body["database"] = "ok"
     alive = worker_alive(beat, s, time.time())
-    body["worker"] = {"last_heartbeat": beat, "alive": alive}
+    # Every replica reports the one worker (the lease holder's heartbeat), and names it.
+    body["worker"] = {"last_heartbeat": beat, "alive": alive, "leader": leader}
     if not alive:  # no heartbeat: nothing polls and nothing is forwarded
         return _unhealthy({"database": "ok", "worker": body["worker"]})
     return jsonify(body)

@@ -107,6 +107,12 @@ def _db(name: str, value: Any) -> str:
     return text
 
 
+def _optional_str(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{name}: expected a string, got {value!r}")
+    return value.strip()
+
+
 def _stage(name: str, value: Any) -> str:
     text = _str(name, value).lower()
     if not STAGE_RE.fullmatch(text):
@@ -242,7 +248,16 @@ SETTINGS: tuple[Setting, ...] = (
         "worker_heartbeat_seconds",
         10,
         _int(1, 3600),
-        "How often the background worker records that it is alive.",
+        "How often the background worker records that it is alive and renews its lease. The "
+        "lease lasts 3 heartbeats + 5 s: a standby replica takes over within 4 heartbeats + 5 s "
+        "of the active worker's death (45 s by default).",
+    ),
+    Setting(
+        "instance",
+        "",
+        _optional_str,
+        "This replica's name in releasebits_worker_leader and /healthz (e.g. the pod name); "
+        "empty: hostname:pid of the background worker.",
     ),
     Setting(
         "forward_give_up_hours",
@@ -365,6 +380,7 @@ class Settings:
     crash_free_critical: float = _default("crash_free_critical")
     dora_stages: tuple[str, ...] = _default("dora_stages")
     worker_heartbeat_seconds: int = _default("worker_heartbeat_seconds")
+    instance: str = _default("instance")
     forward_give_up_hours: float = _default("forward_give_up_hours")
     forward_retry_base_seconds: float = _default("forward_retry_base_seconds")
     forward_keep_days: int = _default("forward_keep_days")

@@ -1,16 +1,22 @@
 """The one background worker: heartbeat, housekeeping, the pollers and outbox delivery, each an
 APScheduler 3 job of one `Worker`, which owns everything they share (no module-level state).
 
-Exactly one worker per database does the work, however many daemons share the file: the
-`worker` lease (storage/leases.py), renewed with each heartbeat. A second daemon's worker
-stands by, retrying the lease every heartbeat, and takes over when the holder stops (it gives
-the lease up) or dies (the lease expires)."""
+Exactly one worker per database does the work, however many daemons share it (a file, or one
+PostgreSQL database behind several replicas): the `worker` lease (storage/leases.py), renewed
+with each heartbeat. A second daemon's worker stands by, retrying the lease every heartbeat,
+and takes over when the holder stops (it gives the lease up) or dies (the lease expires: 3
+heartbeats + 5 s after its last renewal, so a standby takes over within 4 heartbeats + 5 s).
+
+A worker that cannot renew (its database unreachable, the process paused) stops sending
+outbox deliveries one heartbeat before its lease can expire, by its own monotonic clock: by
+the time a standby takes over and makes the claimed deliveries due again, the old holder has
+stopped starting new ones (one already in flight may still arrive; the webhook-id is the
+same, deliveries are at least once)."""
 
 from __future__ import annotations
 
 import logging
 import os
-import secrets
 import signal
 import socket
 import time
@@ -27,11 +33,11 @@ from exporter.pollers.jobs import ErrorMemory, poll_source
 from exporter.pollers.sources import PollSource
 from exporter.settings import Settings
 from storage import feeds, heartbeat, idempotency, leases, outbox
-from storage.db import Store
+from storage.db import Store, describe
 
 log = logging.getLogger(__name__)
 
-LEASE = "worker"
+LEASE = leases.WORKER
 WORK_JOBS = ("housekeeping", "outbox")  # plus one "poll:<source>" per source
 
 
@@ -41,12 +47,16 @@ class Worker:
 
     def __init__(self, settings: Settings, owner: str | None = None):
         self.settings = settings
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.instance = settings.instance or f"{socket.gethostname()}:{os.getpid()}"
+        self.owner = owner or leases.owner_for(self.instance)
         self.active = False  # holds the lease and runs the work jobs
+        self.lease_deadline = 0.0  # time.monotonic() at which the lease may have expired
         self.standby_logged = False
         self.sessions: dict[str, requests.Session] = {}
         self.memory = ErrorMemory()
-        self.deliverer = Deliverer(settings) if settings.forward_targets else None
+        self.deliverer = (
+            Deliverer(settings, may_send=self.may_act) if settings.forward_targets else None
+        )
         self.scheduler = BlockingScheduler(
             timezone=UTC,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
@@ -55,17 +65,24 @@ class Worker:
     def store(self) -> Store:
         return self.settings.store()
 
+    def may_act(self) -> bool:
+        """Whether this worker still surely holds the lease: renewed, and more than a heartbeat
+        left before it could expire (a standby may take it over from then on)."""
+        margin = self.settings.worker_heartbeat_seconds
+        return self.active and time.monotonic() < self.lease_deadline - margin
+
     # --- jobs: each is a job boundary (logs, keeps the scheduler alive) ---------------------
 
     def heartbeat(self) -> None:
         """Renew (or try to take) the lease; beat while holding it; start or stop the work."""
+        ttl = self.settings.worker_stale_seconds
         try:
             db = self.store()
-            held = leases.acquire(
-                db, LEASE, self.owner, now=time.time(), ttl=self.settings.worker_stale_seconds
-            )
+            asked = time.monotonic()  # the lease runs from before the renewal was sent
+            held = leases.acquire(db, LEASE, self.owner, now=time.time(), ttl=ttl)
             if held:
-                heartbeat.beat(db, os.getpid())
+                self.lease_deadline = asked + ttl
+                heartbeat.beat(db, self.instance)
             holder = None if held else leases.holder(db, LEASE)
         except Exception:
             log.exception("heartbeat failed")
@@ -73,15 +90,15 @@ class Worker:
         if held and not self.active:
             self.start_work()
         elif not held and self.active:
-            log.warning("lost the worker lease to %s; standing by", holder and holder.owner)
+            log.warning("lost the worker lease to %s; standing by", holder and holder.instance)
             self.stop_work()
         elif not held and not self.standby_logged:
             self.standby_logged = True
             log.info(
                 "another background worker (%s) holds the lease on %s; standing by to take "
                 "over when it stops",
-                holder and holder.owner,
-                self.settings.db,
+                holder and holder.instance,
+                describe(self.settings.db),
             )
 
     def housekeeping(self) -> None:
@@ -143,6 +160,8 @@ class Worker:
     def stop_work(self) -> None:
         self.active = False
         self.standby_logged = True
+        if self.deliverer is not None:  # on a new lease, in-flight rows are released again
+            self.deliverer.started = False
         for job in self.scheduler.get_jobs():
             if job.id in WORK_JOBS or job.id.startswith("poll:"):
                 job.remove()
@@ -150,7 +169,7 @@ class Worker:
     def start_work(self) -> None:
         """Housekeeping, the pollers and the outbox, from now on (this worker holds the lease)."""
         if self.standby_logged:
-            log.info("took over the worker lease on %s", self.settings.db)
+            log.info("took over the worker lease on %s", describe(self.settings.db))
         self.active = True
         now = datetime.now(UTC)
         every = self.scheduler.add_job
@@ -203,7 +222,7 @@ class Worker:
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
-        log.info("background worker started (pid %d, db %s)", os.getpid(), self.settings.db)
+        log.info("background worker %s started (db %s)", self.instance, describe(self.settings.db))
         self.scheduler.start()
         if self.deliverer is not None:
             self.deliverer.close()

@@ -4,6 +4,7 @@ a scrape costs O(series) and never scans events."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,6 +117,7 @@ class Snapshot:
     components: int
     releases: int
     worker_heartbeat: float | None
+    worker_leader: str | None = None  # owner of the unexpired worker lease
     buckets: tuple[float, ...] = DURATION_BUCKETS
 
 
@@ -126,6 +128,18 @@ _TRACKED = (
 )
 
 
+def _counts(store: Store, now: float) -> tuple[Any, ...]:
+    """Components, releases, the last heartbeat and the unexpired worker lease's owner."""
+    counts = store.one(
+        "SELECT (SELECT count(*) FROM components), (SELECT count(*) FROM releases), "  # pragma: no mutate
+        "(SELECT updated_at FROM worker_state WHERE name = ?), "  # pragma: no mutate
+        "(SELECT owner FROM leases WHERE name = ? AND expires_at > ?)",  # pragma: no mutate
+        ["heartbeat", "worker", now],  # values, not SQL text: their mutants stay for the tests
+    )
+    assert counts is not None  # a SELECT without FROM always answers one row
+    return counts
+
+
 def snapshot(
     store: Store,
     *,
@@ -133,6 +147,7 @@ def snapshot(
     max_stages: int,
     component: str | None = None,
     buckets: bool = True,
+    now: float | None = None,
 ) -> Snapshot:
     """Rows for components and stages within the cardinality limits (first seen first),
     sorted by labels so that consecutive scrapes list series in the same order.
@@ -170,12 +185,7 @@ def snapshot(
             r["dimension"]: r["count"]
             for r in store.query("SELECT * FROM overflow")  # pragma: no mutate
         }
-        counts = store.one(
-            "SELECT (SELECT count(*) FROM components), (SELECT count(*) FROM releases), "  # pragma: no mutate
-            "(SELECT updated_at FROM worker_state WHERE name = ?)",  # pragma: no mutate
-            ["heartbeat"],  # a value, not SQL text: its mutants stay for the tests to catch
-        )
-    assert counts is not None  # a SELECT without FROM always answers one row
+        counts = _counts(store, time.time() if now is None else now)
     return Snapshot(
         event_stats=stats,
         durations=durations,
@@ -184,4 +194,5 @@ def snapshot(
         components=counts[0],
         releases=counts[1],
         worker_heartbeat=counts[2],
+        worker_leader=counts[3],
     )

@@ -6,9 +6,12 @@ backend elects the one worker among replicas with the same statements.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 from storage.db import Store
+
+WORKER = "worker"  # the lease of the one background worker per database
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,21 @@ class Lease:
     acquired_at: float
     renewed_at: float
     expires_at: float
+
+    @property
+    def instance(self) -> str:
+        return instance_of(self.owner)
+
+
+def owner_for(instance: str) -> str:
+    """A unique owner id for a process named `instance`: two processes given the same name
+    (a copied config) still never share a lease."""
+    return f"{instance}/{secrets.token_hex(4)}"
+
+
+def instance_of(owner: str) -> str:
+    """The instance name inside an owner id (the owner itself if it has no suffix)."""
+    return owner.rpartition("/")[0] or owner
 
 
 def acquire(store: Store, name: str, owner: str, *, now: float, ttl: float) -> bool:

@@ -22,6 +22,7 @@ COMMANDS = [
     ["token", "list"],
     ["token", "revoke"],
     ["poll"],
+    ["migrate-db"],
 ]
 
 

@@ -52,8 +52,12 @@ class Deliverer:
         *,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
+        may_send: Callable[[], bool] = lambda: True,
     ):
         self.settings = settings
+        # False once the worker may have lost its lease (Worker.may_act): no new attempt starts,
+        # the rest of a claimed batch is left for the worker that takes over.
+        self.may_send = may_send
         self.targets: dict[str, Target] = {
             t.name: t for t in settings.forward_targets if isinstance(t, Target)
         }
@@ -158,6 +162,11 @@ class Deliverer:
         results: list[outbox.Result] = []
         session = self.session(target.name)
         for index, (d, event) in enumerate(items):
+            if not self.may_send():
+                log.warning(
+                    "stopped delivering to %r: this worker may have lost its lease", target.name
+                )
+                return results + self._release(target, items[index:])
             if event is None:
                 results.append(
                     outbox.Result(

@@ -47,11 +47,15 @@ class ReleaseBitsCollector(Collector):
         s = self._settings
         db = s.store()
         fams = Families(FAMILIES)
-        events.fill(fams, snapshot(db, max_components=s.max_components, max_stages=s.max_stages))
-        health.fill(fams, db, s)
-        forwarding.fill(fams, db, s)
-        receivers.fill(fams, db, s)
-        dora.fill(fams, db, s, self._dora)
+        # One read transaction for the whole scrape: every family from the same committed
+        # state, so replicas scraped at the same moment answer the same values.
+        with db.snapshot():
+            snap = snapshot(db, max_components=s.max_components, max_stages=s.max_stages)
+            events.fill(fams, snap)
+            health.fill(fams, db, s)
+            forwarding.fill(fams, db, s)
+            receivers.fill(fams, db, s)
+            dora.fill(fams, db, s, self._dora)
         yield from fams
 
 

@@ -14,6 +14,7 @@ from exporter import __version__
 from exporter.metrics.families import Families, Family, histogram_buckets
 from exporter.names import RESULT_CLASSES
 from storage.aggregates import Snapshot
+from storage.leases import instance_of
 
 _DEPLOY = ("component", "stage")
 FAMILIES = (
@@ -83,6 +84,13 @@ FAMILIES = (
         "gauge",
         "Unix time of the background worker's last heartbeat.",
     ),
+    Family(
+        "releasebits_worker_leader",
+        "gauge",
+        "1 for the instance whose background worker holds the worker lease (absent while "
+        "none does); the same from every replica.",
+        ("instance",),
+    ),
     Family("releasebits", "info", "ReleaseBits' own version."),
 )
 # Per kind: the count and the last-time family.
@@ -122,6 +130,8 @@ def fill(fams: Families, snap: Snapshot) -> None:
         )
     if snap.worker_heartbeat is not None:
         fams.add("releasebits_worker_last_heartbeat_timestamp_seconds", [], snap.worker_heartbeat)
+    if snap.worker_leader is not None:
+        fams.add("releasebits_worker_leader", [instance_of(snap.worker_leader)], 1)
 
 
 def _labels(row: dict[str, object]) -> list[str]:
