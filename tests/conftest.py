@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -122,6 +123,36 @@ def fresh_location(request: pytest.FixtureRequest, directory: Path, name: str) -
         return str(directory / f"{name}.db")
     cluster: pg.Cluster = request.getfixturevalue("pg_cluster")
     return cluster.database()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: pg.Cluster) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database whichever backend the pass is about (tests of
+    PostgreSQL itself: replicas, concurrency), dropped afterwards."""
+    url = pg_cluster.database("pgt")
+    yield url
+    close_all()
+    pg_cluster.drop(url)
+
+
+def in_threads(work: Callable[[int], None], count: int, who: str) -> None:
+    """work(0), ..., work(count - 1) at once in threads; the first failure ends the process
+    with a message naming `who` (a forked writer reports it through its exit code)."""
+    errors: list[BaseException] = []
+
+    def run(n: int) -> None:
+        try:
+            work(n)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise SystemExit(f"{who}: {errors[0]!r}")
 
 
 @pytest.fixture

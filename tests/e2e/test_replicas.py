@@ -26,7 +26,6 @@ from standardwebhooks import Webhook
 from werkzeug import Request, Response
 
 from storage.db import close_all, open_db
-from tests import pg
 from tests.conftest import Daemon
 from tests.upstreams import TOKEN_ENV, FakeSentry, sources_toml
 
@@ -110,14 +109,6 @@ def servers() -> Iterator[HTTPServer]:
         server.stop()
 
 
-@pytest.fixture
-def database(pg_cluster: pg.Cluster) -> Iterator[str]:
-    url = pg_cluster.database("replicas")
-    yield url
-    close_all()
-    pg_cluster.drop(url)
-
-
 def replica(name: str, database: str, tmp_path: Path, env: dict[str, str]) -> Daemon:
     workdir = tmp_path / name
     workdir.mkdir(exist_ok=True)
@@ -177,7 +168,7 @@ class Client:
 
 
 def test_the_leader_killed_mid_ingest_and_mid_delivery_loses_nothing(
-    tmp_path: Path, servers: HTTPServer, database: str
+    tmp_path: Path, servers: HTTPServer, pg_url: str
 ) -> None:
     hooks = Hooks()
     sentry = polls = TimedSentry(servers).install()
@@ -189,6 +180,7 @@ def test_the_leader_killed_mid_ingest_and_mid_delivery_loses_nothing(
         'secret_env = "WEBHOOK_SECRET"\ntimeout = "30s"\n'
     )
     env = {**TOKEN_ENV, "WEBHOOK_SECRET": SECRET, "RELEASEBITS_CONFIG": str(config)}
+    database = pg_url
     a, b = (replica(n, database, tmp_path, env) for n in ("a", "b"))
     token = a.cli("token", "create", "ci").stdout.strip().splitlines()[-1]
     later: list[Daemon] = []

@@ -8,7 +8,7 @@ import json
 import multiprocessing
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,18 +22,10 @@ from storage.db import StorageError, close_all, open_db
 from storage.idempotency import Idempotency
 from storage.postgres import translate, translate_ddl
 from tests import pg
+from tests.conftest import in_threads
 
 pytestmark = pytest.mark.needs_postgres
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def pg_url(pg_cluster: pg.Cluster) -> Iterator[str]:
-    """A fresh, migrated PostgreSQL database, whichever backend the pass is about."""
-    url = pg_cluster.database("pgt")
-    yield url
-    close_all()
-    pg_cluster.drop(url)
 
 
 def in_processes(target: Callable[..., None], count: int, *args: Any) -> None:
@@ -92,40 +84,30 @@ def _deploy(index: int, url: str, rounds: int, barrier: Any) -> None:
     """A replica: 3 threads record deployments of one component (each thread on a stage of its
     own, new to the database), and each posts the same Idempotency-Key once."""
     limits = events.Limits(max_components=500, max_stages=100)
-    errors: list[BaseException] = []
 
     def thread(t: int) -> None:
         db = open_db(url)
         barrier.wait()
-        try:
-            for k in range(rounds):
-                finished = T0 + timedelta(seconds=index * 1000 + t * 100 + k)
-                event, _ = validate_event(
-                    "deployment",
-                    {
-                        "version": f"v{index}.{t}.{k}",
-                        "stage": f"s{index}x{t}" if k == 0 else "production",
-                        "started_at": (finished - timedelta(seconds=30)).isoformat(),
-                        "finished_at": finished.isoformat(),
-                    },
-                    default_stage="production",
-                )
-                event_id = str(uuid.uuid4())
-                idem = Idempotency("ci", "same-key", "hash", 3600) if k == 1 else None
-                events.record_event(
-                    db, "deployment", "checkout", event, event_id=event_id,
-                    body={"id": event_id}, limits=limits, idempotency=idem,
-                )  # fmt: skip
-        except BaseException as exc:  # reported through the exit code
-            errors.append(exc)
+        for k in range(rounds):
+            finished = T0 + timedelta(seconds=index * 1000 + t * 100 + k)
+            event, _ = validate_event(
+                "deployment",
+                {
+                    "version": f"v{index}.{t}.{k}",
+                    "stage": f"s{index}x{t}" if k == 0 else "production",
+                    "started_at": (finished - timedelta(seconds=30)).isoformat(),
+                    "finished_at": finished.isoformat(),
+                },
+                default_stage="production",
+            )
+            event_id = str(uuid.uuid4())
+            idem = Idempotency("ci", "same-key", "hash", 3600) if k == 1 else None
+            events.record_event(
+                db, "deployment", "checkout", event, event_id=event_id,
+                body={"id": event_id}, limits=limits, idempotency=idem,
+            )  # fmt: skip
 
-    threads = [threading.Thread(target=thread, args=(t,)) for t in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise SystemExit(f"replica {index}: {errors[0]!r}")
+    in_threads(thread, 3, f"replica {index}")
 
 
 def test_concurrent_replicas_lose_no_update(pg_url: str) -> None:

@@ -13,12 +13,10 @@ import pytest
 
 from storage import tokens
 from storage.db import StorageError, close_all, open_db
-from tests.conftest import ON_POSTGRES
+from tests.conftest import ON_POSTGRES, in_threads
 
 
 def _writer(path: str, proc: int, rounds: int) -> None:
-    errors: list[BaseException] = []
-
     def work(thread: int) -> None:
         # One connection per thread, as the web tier has; each round mixes a read-then-write
         # (create_token) with plain inserts, the pattern that used to fail under contention.
@@ -31,18 +29,10 @@ def _writer(path: str, proc: int, rounds: int) -> None:
                         "INSERT INTO worker_state (name, value, updated_at) VALUES (?, 'x', 0)",
                         [f"p{proc}-t{thread}-{i}"],
                     )
-        except BaseException as exc:  # reported to the parent through the exit code
-            errors.append(exc)
         finally:
             db.close()
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise SystemExit(f"writer {proc}: {errors[0]!r}")
+    in_threads(work, 4, f"writer {proc}")
 
 
 def test_writers_in_several_processes_all_commit(
