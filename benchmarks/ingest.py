@@ -9,7 +9,14 @@ Servers, each started fresh on a copy of the same starting database, run one aft
   ReleaseBits shipped before Granian; `pip install -e '.[bench]'`), same workers x threads;
 - waitress: the same app under waitress (bench extra), threads = workers x threads;
 - pushgateway: Prometheus Pushgateway (Debian package `prometheus-pushgateway`) receiving the
-  equivalent push a CI job sends today; in memory, so it does not fsync what it acknowledges.
+  equivalent push a CI job sends today; in memory, so it does not fsync what it acknowledges;
+- releasebits-pg: `releasebits serve` on PostgreSQL (a throwaway cluster from tests/pg.py, with
+  fsync on as a production server runs; Debian package `postgresql`);
+- releasebits-pg2: two `releasebits serve` replicas on one PostgreSQL database, the connections
+  split between them (Python driver only: one wrk process cannot target two ports).
+
+The PostgreSQL database of each run is a copy of the SQLite starting database (made once with
+`releasebits migrate-db`); the server CPU of a PostgreSQL run includes the PostgreSQL server's.
 
 Two load generators (--drivers), each a closed loop of --connections keep-alive connections:
 - wrk (Debian package `wrk`) with benchmarks/ingest.lua, as the issue measured it;
@@ -27,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
+import itertools
 import json
 import logging
 import multiprocessing
@@ -34,7 +42,6 @@ import os
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -45,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.pg: throwaway PostgreSQL
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 RequestSpec = tuple[str, str, bytes, dict[str, str]]  # method, path, body, headers
@@ -130,19 +138,20 @@ def tree_cpu_seconds(root: int) -> float:
 
 
 class MemorySampler(threading.Thread):
-    """Peak RSS of a server's process tree and peak PSS of its web tier, every 0.25 s."""
+    """Peak RSS of a server's process trees (all replicas) and peak PSS of their web tiers,
+    every 0.25 s."""
 
-    def __init__(self, root: int):
+    def __init__(self, roots: list[int]):
         super().__init__(daemon=True)
-        self.root = root
-        self.web_root = web_tier_root(root)
+        self.roots = roots
+        self.web_roots = [web_tier_root(root) for root in roots]
         self.rss_peak = self.pss_peak = 0
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         while not self._stop_event.is_set():
-            self.rss_peak = max(self.rss_peak, tree_rss_bytes(self.root))
-            self.pss_peak = max(self.pss_peak, tree_pss_bytes(self.web_root))
+            self.rss_peak = max(self.rss_peak, sum(tree_rss_bytes(r) for r in self.roots))
+            self.pss_peak = max(self.pss_peak, sum(tree_pss_bytes(r) for r in self.web_roots))
             self._stop_event.wait(0.25)
 
     def stop(self) -> None:
@@ -155,7 +164,8 @@ class MemorySampler(threading.Thread):
 
 @dataclass
 class Target:
-    """A server to load: how to start it, where it is ready, and what one request looks like."""
+    """A server to load: how to start it (`replicas` copies on consecutive free ports, one
+    database), where it is ready, and what one request looks like."""
 
     name: str
     argv: list[str]
@@ -163,27 +173,52 @@ class Target:
     port: int
     ready_path: str
     request: Callable[[int], RequestSpec]
-    db: Path | None = None
+    db: Path | str | None = None
     wrk_args: list[str] = field(default_factory=list)  # after "--" for benchmarks/ingest.lua
-    proc: subprocess.Popen[bytes] | None = None
+    replicas: int = 1
+    ports: list[int] = field(default_factory=list)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     log_path: Path | None = None
+    extra_cpu_root: int | None = None  # the PostgreSQL server: its CPU counts as the server's
+
+    def __post_init__(self) -> None:
+        self.ports = [self.port] + [free_port() for _ in range(self.replicas - 1)]
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.procs[0] if self.procs else None
+
+    def roots(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    def cpu_seconds(self) -> float:
+        roots = self.roots() + ([self.extra_cpu_root] if self.extra_cpu_root else [])
+        return sum(tree_cpu_seconds(r) for r in roots)
 
     def start(self, log_dir: Path, timeout: float = 60) -> None:
         self.log_path = log_dir / f"{self.name}.log"
+        self.procs = []
         with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                self.argv,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.time() + timeout
+            for n, port in enumerate(self.ports):
+                env = {**self.env, "RELEASEBITS_PORT": str(port), "RELEASEBITS_INSTANCE": f"r{n}"}
+                self.procs.append(
+                    subprocess.Popen(
+                        self.argv,
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
+        for port in self.ports:
+            self._wait_ready(port, time.time() + timeout)
+
+    def _wait_ready(self, port: int, deadline: float) -> None:
         while time.time() < deadline:
-            if self.proc.poll() is not None:
+            if any(p.poll() is not None for p in self.procs):
                 raise RuntimeError(f"{self.name} exited early; see {self.log_path}")
             try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
                 conn.request("GET", self.ready_path)
                 status = conn.getresponse().status
                 conn.close()
@@ -195,17 +230,17 @@ class Target:
         raise RuntimeError(f"{self.name} did not become ready; see {self.log_path}")
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
             try:
-                self.proc.wait(timeout=40)
+                proc.wait(timeout=40)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)  # stragglers, if any
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # stragglers, if any
 
 
 @dataclass(frozen=True)
@@ -256,7 +291,7 @@ class PushRequest:
 
 
 def _client_proc(
-    port: int,
+    ports: list[int],
     threads: int,
     offset: int,
     stride: int,
@@ -272,6 +307,7 @@ def _client_proc(
     acked = [0] * threads  # every 2xx, warm-up included: must equal the rows stored
 
     def loop(t: int) -> None:
+        port = ports[(offset + t) % len(ports)]  # connections spread over the replicas
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         i = offset + t
         while time.time() < start_at:
@@ -369,16 +405,16 @@ def run_load(target: Target, args: argparse.Namespace) -> Result:
     start_at = time.time() + 1.0
     measure_from = start_at + args.warmup
     end_at = measure_from + args.duration
-    sampler = MemorySampler(target.proc.pid)
+    sampler = MemorySampler(target.roots())
     sampler.start()
     ctx = multiprocessing.get_context("fork")
     cpu_at_measure: list[float] = []
 
     def mark_cpu() -> None:
         time.sleep(max(0.0, measure_from - time.time()))
-        cpu_at_measure.append(tree_cpu_seconds(target.proc.pid))  # type: ignore[union-attr]
+        cpu_at_measure.append(target.cpu_seconds())
         time.sleep(max(0.0, end_at - time.time()))
-        cpu_at_measure.append(tree_cpu_seconds(target.proc.pid))  # type: ignore[union-attr]
+        cpu_at_measure.append(target.cpu_seconds())
 
     marker = threading.Thread(target=mark_cpu)
     marker.start()
@@ -390,7 +426,7 @@ def run_load(target: Target, args: argparse.Namespace) -> Result:
                 pool.apply_async(
                     _client_proc,
                     (
-                        target.port,
+                        target.ports,
                         n,
                         offset,
                         args.connections,
@@ -448,11 +484,11 @@ def run_wrk(target: Target, args: argparse.Namespace) -> Result:
         return dict(json.loads(line[len("WRK_RESULT ") :]))
 
     warm = wrk(args.warmup)
-    sampler = MemorySampler(target.proc.pid)
+    sampler = MemorySampler(target.roots())
     sampler.start()
-    cpu0, client0 = tree_cpu_seconds(target.proc.pid), os.times()
+    cpu0, client0 = target.cpu_seconds(), os.times()
     main_run = wrk(args.duration)
-    cpu1, client1 = tree_cpu_seconds(target.proc.pid), os.times()
+    cpu1, client1 = target.cpu_seconds(), os.times()
     sampler.stop()
     seconds = main_run["duration_us"] / 1e6
     # wrk reports percentiles, not samples: keep them as the latency list's quantile points.
@@ -506,7 +542,7 @@ def serve_waitress(threads: int) -> None:
 # --- main ---------------------------------------------------------------------------------------
 
 
-def daemon_env(db: Path, port: int, extra: dict[str, str] | None = None) -> dict[str, str]:
+def daemon_env(db: Path | str, port: int, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.update(extra or {})
     env.update(
@@ -531,12 +567,15 @@ def create_token(db: Path, *scopes: str, env: dict[str, str] | None = None) -> s
     return done.stdout.strip().splitlines()[-1]
 
 
-def count_deployments(db: Path) -> int:
-    conn = sqlite3.connect(str(db))
+def count_deployments(db: Path | str) -> int:
+    from storage.db import open_db
+
+    store = open_db(db)
     try:
-        return int(conn.execute("SELECT count(*) FROM deployments").fetchone()[0])
+        row = store.one("SELECT count(*) FROM deployments")
+        return int(row[0]) if row else 0
     finally:
-        conn.close()
+        store.close()
 
 
 def serve_gunicorn(workers: int, threads: int) -> None:
@@ -581,8 +620,8 @@ def main() -> None:
     parser.add_argument(
         "--servers",
         default="releasebits,pushgateway",
-        help="comma-separated subset of releasebits, gunicorn, waitress, pushgateway "
-        "(missing ones are skipped)",
+        help="comma-separated subset of releasebits, releasebits-pg, releasebits-pg2, gunicorn, "
+        "waitress, pushgateway (missing ones are skipped)",
     )
     parser.add_argument(
         "--drivers", default="wrk,python", help="comma-separated subset of wrk, python"
@@ -624,6 +663,9 @@ def main() -> None:
     targets: list[Target] = []
     skipped: list[str] = []
     here = str(Path(__file__).resolve())
+    postgres = (
+        Postgres(template, tmp) if any(n.startswith("releasebits-pg") for n in wanted) else None
+    )
     for name in wanted:
         port = free_port()
         db = tmp / f"{name}.db"
@@ -635,6 +677,12 @@ def main() -> None:
         if name == "releasebits":
             argv = [sys.executable, "-m", "exporter", "serve"]
             targets.append(Target(name, argv, env, port, "/healthz", build, db, rb_wrk))
+        elif name in ("releasebits-pg", "releasebits-pg2") and postgres is not None:
+            argv = [sys.executable, "-m", "exporter", "serve"]
+            replicas = 2 if name.endswith("pg2") else 1
+            target = Target(name, argv, env, port, "/healthz", build, "", rb_wrk, replicas)
+            target.extra_cpu_root = postgres.server_pid()
+            targets.append(target)
         elif name in ("gunicorn", "waitress"):
             try:
                 __import__(name)
@@ -681,7 +729,8 @@ def main() -> None:
         f"{os.cpu_count()} CPUs; {args.connections} connections; {args.warmup:g} s warm-up + "
         f"{args.duration:g} s measured per server and driver; {args.rounds} round(s); "
         f"{args.components} components; ReleaseBits: {shipped.workers} workers x "
-        f"{shipped.threads} threads, sqlite_synchronous={shipped.sqlite_synchronous}",
+        f"{shipped.threads} threads, sqlite_synchronous={shipped.sqlite_synchronous}"
+        + (f"; {postgres.version()}, fsync on" if postgres else ""),
         flush=True,
     )
     results: list[Result] = []
@@ -689,10 +738,14 @@ def main() -> None:
         for _ in range(args.rounds):
             for driver in drivers:
                 for target in targets:
-                    results.append(_one_run(target, driver, template, tmp, args))
+                    if driver == "wrk" and target.replicas > 1:
+                        continue  # one wrk process loads one port
+                    results.append(_one_run(target, driver, template, tmp, args, postgres))
     finally:
         for target in targets:
             target.stop()
+        if postgres is not None:
+            postgres.close()
     report(results, drivers)
     for s in skipped:
         print(f"skipped: {s}")
@@ -700,9 +753,17 @@ def main() -> None:
 
 
 def _one_run(
-    target: Target, driver: str, template: Path, tmp: Path, args: argparse.Namespace
+    target: Target,
+    driver: str,
+    template: Path,
+    tmp: Path,
+    args: argparse.Namespace,
+    postgres: Postgres | None,
 ) -> Result:
-    if target.db is not None:
+    if postgres is not None and target.name.startswith("releasebits-pg"):
+        target.db = postgres.fresh()
+        target.env["RELEASEBITS_DB"] = target.db
+    elif isinstance(target.db, Path):
         for suffix in ("", "-wal", "-shm"):
             Path(f"{target.db}{suffix}").unlink(missing_ok=True)
         shutil.copy(template, target.db)
@@ -714,8 +775,56 @@ def _one_run(
     result.driver = driver
     if target.db is not None:
         result.stored = count_deployments(target.db)
+    if postgres is not None and isinstance(target.db, str):
+        postgres.drop(target.db)
     print(f"  {target.name} ({driver}): {result.rate:,.0f} req/s", flush=True)
     return result
+
+
+class Postgres:
+    """A throwaway PostgreSQL cluster (tests/pg.py, fsync on) holding a copy of the SQLite
+    starting database, made with `releasebits migrate-db`; each run gets a fresh clone."""
+
+    def __init__(self, template: Path, tmp: Path):
+        from storage.db import close_all, open_db
+        from tests import pg
+
+        def migrate(url: str) -> None:
+            open_db(url, migrate=True).close()
+            close_all()
+
+        self.cluster = pg.start_cluster(migrate, fsync=True)
+        self.template = self.cluster.database("bench_template", template="template0")
+        copied = subprocess.run(
+            [sys.executable, "-m", "exporter", "migrate-db", "--from", str(template), "--to",
+             self.template],
+            capture_output=True, text=True, check=False, timeout=300,
+        )  # fmt: skip
+        if copied.returncode:
+            raise RuntimeError(f"migrate-db failed: {copied.stderr}")
+        self._names = itertools.count(1)
+
+    def server_pid(self) -> int:
+        return int(Path(self.cluster.data, "postmaster.pid").read_text().split()[0])
+
+    def version(self) -> str:
+        with self.cluster.admin() as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+        return f"PostgreSQL {row[0] if row else '?'}"
+
+    def fresh(self) -> str:
+        return self.cluster.database("bench", template=self.template.rsplit("/", 1)[1])
+
+    def drop(self, url: str) -> None:
+        from storage.db import close_all
+
+        close_all()
+        self.cluster.drop(url)
+
+    def close(self) -> None:
+        from tests import pg
+
+        pg.close(self.cluster)
 
 
 def _median(values: list[float]) -> float:

@@ -12,6 +12,9 @@ round so that machine noise hits every scenario alike:
            connection, as plain text, and as Prometheus asks for it (OpenMetrics + gzip).
 
 Targets (issue 3): 20k series in < 300 ms; 1M stored events within 10% of 10k stored events.
+With --postgres, each scenario with the small history also runs on PostgreSQL (issue 15): its
+seeded file copied with `releasebits migrate-db` into a throwaway cluster (tests/pg.py), timed in
+the same rounds as the SQLite scenarios.
 DORA is on (the default dora_stages, production): every history ends now, so the DORA windows
 hold rollouts; bulk seeding builds the rollouts with storage.dora's own rebuild. The DORA gauges
 are recomputed from rollout rows at most 60 s apart per process: the timed scrapes are the ones
@@ -28,6 +31,7 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
 import socket
 import sqlite3
@@ -58,7 +62,7 @@ from exporter.names import RESULT_CLASSES, result_class
 from exporter.settings import Settings
 from storage import dora
 from storage.aggregates import DURATION_BUCKETS
-from storage.db import close_thread_stores, open_db
+from storage.db import close_all, open_db
 from storage.events import Limits, record_event
 
 PROMETHEUS_ACCEPT = (
@@ -448,7 +452,7 @@ def free_port() -> int:
 class WebServer:
     """`python -m exporter web` (gunicorn) on its own port and database."""
 
-    db: Path
+    db: Path | str
     max_components: int
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
@@ -522,7 +526,7 @@ class Scenario:
 
     label: str
     shape: Shape
-    db: Path
+    db: Path | str
     samples: int = 0
     floor_samples: int = 0
     timers: dict[str, Callable[[], Any]] = field(default_factory=dict)
@@ -532,6 +536,32 @@ class Scenario:
 
 
 COLUMNS = ("floor", "collect", "collect_cold", "http_text", "http_prom")
+
+
+def start_postgres() -> Any:
+    """A throwaway cluster (tests/pg.py), fsync on as a production server runs."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests import pg
+
+    def migrate(url: str) -> None:
+        open_db(url, migrate=True).close()
+        close_all()
+
+    return pg.start_cluster(migrate, fsync=True)
+
+
+def copy_to_postgres(cluster: Any, sc: Scenario) -> Scenario:
+    """The scenario's seeded file in a fresh PostgreSQL database, copied by `migrate-db`."""
+    url = cluster.database("scrape", template="template0")
+    t = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "exporter", "migrate-db", "--from", str(sc.db), "--to", url],
+        check=True,
+        capture_output=True,
+        timeout=1800,
+    )
+    print(f"copied {sc.label} into PostgreSQL in {time.perf_counter() - t:.1f} s", flush=True)
+    return Scenario(f"{sc.label} pg", sc.shape, url)
 
 
 def count_samples(text: bytes, prefix: str = "releasebits_") -> int:
@@ -550,6 +580,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None, help="timed scrapes per scenario")
     parser.add_argument("--stages", type=int, default=4, help="stages per component (<= 8)")
     parser.add_argument("--keep", type=Path, default=None, help="keep the databases in this dir")
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="also scrape copies of the small-history scenarios on PostgreSQL (needs initdb)",
+    )
     args = parser.parse_args()
     stages = max(1, min(args.stages, len(STAGES)))
     if args.quick:
@@ -585,8 +620,10 @@ def main() -> None:
             tmp / f"s{flat_series}-e{events_large}.db",
         )
     )
+    cluster = None
     try:
         for sc in scenarios:
+            assert isinstance(sc.db, Path)
             if sc.shape.events < sc.shape.minimum_events:
                 sys.exit(f"{sc.label}: {sc.shape.events} events cannot cover {sc.shape}")
             t = time.perf_counter()
@@ -598,6 +635,11 @@ def main() -> None:
                 f"{sc.shape.events:,} events, {size_mib:.0f} MiB in {time.perf_counter() - t:.1f} s",
                 flush=True,
             )
+        if args.postgres:
+            cluster = start_postgres()
+            scenarios += [
+                copy_to_postgres(cluster, sc) for sc in scenarios if sc.shape.events == events_small
+            ]
         for sc in scenarios:
             settings = Settings(db=str(sc.db), max_components=max(500, sc.shape.components))
             registry = build_registry(settings)
@@ -642,7 +684,10 @@ def main() -> None:
         for sc in scenarios:
             if sc.server is not None:
                 sc.server.stop()
-        close_thread_stores()
+        close_all()
+        if cluster is not None:
+            cluster.stop()
+            shutil.rmtree(cluster.base, ignore_errors=True)
 
     print()
     print(
@@ -671,12 +716,19 @@ def main() -> None:
         print("note: floor registry sample counts:", [sc.floor_samples for sc in scenarios])
 
     print()
+    large = next(sc for sc in scenarios if sc.shape.events == events_large)
     target = next(
-        sc
-        for sc in scenarios
-        if sc.shape.events == events_small and sc.label == scenarios[-1].label
+        sc for sc in scenarios if sc.shape.events == events_small and sc.label == large.label
     )
-    large = scenarios[-1]
+    twin = next((sc for sc in scenarios if sc.label == f"{large.label} pg"), None)
+    if twin is not None:
+        for name, title in (("collect", "collect"), ("http_prom", "HTTP OM+gzip")):
+            med, p95 = summary(twin.times[name])
+            ratio = med / summary(target.times[name])[0]
+            print(
+                f"PostgreSQL {twin.label}, {title}: median {med:.1f} ms, p95 {p95:.1f} ms "
+                f"(x{ratio:.2f} SQLite's median in the same rounds)"
+            )
     for name, title in (
         ("collect", "collect"),
         ("http_text", "HTTP text"),

@@ -105,11 +105,13 @@ class Cluster:
         with open(os.path.join(self.data, "pg_hba.conf"), "w") as f:
             f.write("local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n")
 
-    def start(self) -> None:
+    def start(self, *, fsync: bool = False) -> None:
+        """fsync=False for tests; benchmarks start it durable, as a production server runs."""
+        sync = "on" if fsync else "off"
         for attempt in range(3):  # free_port() can race another process: try another port
             options = (
                 f"-p {self.port} -k {self.sockdir} -c listen_addresses=127.0.0.1 "
-                "-c fsync=off -c full_page_writes=off -c max_connections=300"
+                f"-c fsync={sync} -c full_page_writes={sync} -c max_connections=300"
             )
             try:
                 self.run("pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "30",
@@ -145,7 +147,7 @@ class Cluster:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def start_cluster(migrate: object) -> Cluster:
+def start_cluster(migrate: object, *, fsync: bool = False) -> Cluster:
     """A running cluster with the role and template; the caller stops it (`close`)."""
     found = bindir()
     if found is None:
@@ -154,7 +156,7 @@ def start_cluster(migrate: object) -> Cluster:
     cluster = Cluster(found, tempfile.mkdtemp(prefix="rbpg-", dir="/tmp"))
     try:
         cluster.init()
-        cluster.start()
+        cluster.start(fsync=fsync)
         cluster.setup(migrate)
     except BaseException:
         close(cluster)
