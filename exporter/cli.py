@@ -40,6 +40,7 @@ from storage.db import (
     describe,
     integrity_problem,
     is_url,
+    one_line,
     open_db,
 )
 
@@ -114,6 +115,9 @@ def server_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return db_option(config_option(f))
 
 
+_WRITE_ERRORS: tuple[type[BaseException], ...] = (*DB_ERRORS, OSError)
+
+
 def open_store(settings: Settings, *, check: bool = False, writable: bool = True) -> Store:
     """The migrated store. With `check` (a daemon starting), refuse a database whose -wal was
     deleted after a crash or that fails SQLite's quick_check; with `writable`, one that cannot
@@ -136,14 +140,12 @@ def open_store(settings: Settings, *, check: bool = False, writable: bool = True
     if writable:  # before the integrity check, which may read a large file for seconds
         try:
             heartbeat.probe_write(store, os.getpid())
-        except (*DB_ERRORS, OSError) as exc:
+        except _WRITE_ERRORS as exc:
             store.close()
-            needs = (
-                "the role needs INSERT and UPDATE"
-                if is_url(settings.db)
-                else ("writing needs the file, its directory and .lock")
-            )
-            fail(f"db: {describe(settings.db)}: {str(exc).splitlines()[0]} ({needs})")
+            needs = "writing needs the file, its directory and .lock"
+            if is_url(settings.db):
+                needs = "the role needs INSERT and UPDATE on the tables"
+            fail(f"db: {describe(settings.db)}: {one_line(exc)} ({needs})")
     problem = None
     if check:
         started = time.monotonic()

@@ -16,6 +16,7 @@ from storage.db import (
     check_files,
     describe,
     is_url,
+    one_line,
     open_db,
 )
 
@@ -54,7 +55,7 @@ def _report(counts: list[Count]) -> bool:
     return all(c.source == c.target for c in counts)
 
 
-@click.command("migrate-db")
+@click.command("migrate-db", short_help="Copy an SQLite store into PostgreSQL and compare counts.")
 @click.option(
     "--from",
     "source",
@@ -90,7 +91,7 @@ def migrate_db(source: str, target: str, replace: bool) -> None:
     except TargetNotEmpty as exc:
         fail(f"--to: {exc}; pass --replace to delete them first")
     except DB_ERRORS as exc:
-        fail(f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        fail(one_line(exc))
     if not _report(counts):
         fail("row counts differ between the SQLite file and PostgreSQL (see MISMATCH above)")
     rows = sum(c.target for c in counts)

@@ -222,7 +222,11 @@ class Worker:
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
-        log.info("background worker %s started (db %s)", self.instance, describe(self.settings.db))
+        log.info(
+            "background worker started (instance %s, db %s)",
+            self.instance,
+            describe(self.settings.db),
+        )
         self.scheduler.start()
         if self.deliverer is not None:
             self.deliverer.close()

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import psycopg
 
-from storage.postgres import DEFAULT_POOL_SIZE, PostgresStore, close_pools, is_url, open_postgres
+from storage.postgres import (
+    DEFAULT_POOL_SIZE,
+    PostgresStore,
+    close_pools,
+    is_url,
+    open_postgres,
+)
+from storage.postgres import first_line as one_line
 from storage.postgres import redact as redact_url
 from storage.sqlite import BUSY_TIMEOUT_MS, SqliteStore, open_sqlite
 from storage.sqlite import check_files as check_sqlite_files
@@ -30,6 +37,7 @@ __all__ = [
     "describe",
     "integrity_problem",
     "is_url",
+    "one_line",
     "open_db",
     "thread_store",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
@@ -54,6 +54,7 @@ def test_help_summaries_are_whole_sentences(args: list[str], group: click.Group)
         assert summary.endswith("."), line
 
 
+@pytest.mark.sqlite_only("the default database file in the working directory")
 def test_a_new_default_database_is_not_created_silently(cwd: Path) -> None:
     """`token create` in another directory used to create a second, empty ./releasebits.db and
     the daemon then answered its token with invalid_token."""
@@ -66,6 +67,7 @@ def test_a_new_default_database_is_not_created_silently(cwd: Path) -> None:
     assert not (cwd / "releasebits.db").exists()
 
 
+@pytest.mark.sqlite_only("database files named relative to the working directory")
 def test_every_command_names_its_database(cwd: Path) -> None:
     runner = CliRunner()
     created = runner.invoke(main, ["token", "create", "ci", "--db", "rb.db"])
@@ -102,14 +104,15 @@ def test_a_bad_toml_value_is_an_error_even_when_the_environment_overrides_it(
 
 
 def test_poll_is_a_dry_check_that_leaves_source_up_alone(
-    tmp_path: Path, httpserver: HTTPServer
+    tmp_path: Path, httpserver: HTTPServer, new_db: Callable[..., str]
 ) -> None:
     """The worker's poll said the source is up; `releasebits poll` with a wrong token reports
     the failure and exits 1, but /metrics keeps what the worker found."""
     sentry = FakeSentry(httpserver).install()
     config = tmp_path / "rb.toml"
-    config.write_text(f'db = "{tmp_path / "rb.db"}"\n' + sources_toml(sentry, None))
-    db = open_db(tmp_path / "rb.db", migrate=True)
+    location = new_db("rb")
+    config.write_text(f'db = "{location}"\n' + sources_toml(sentry, None))
+    db = open_db(location, migrate=True)
     release_health.store_poll(db, "sentry", [], projects=["42", "43"], duration=0.1)
     before = release_health.statuses(db)
     assert [s["up"] for s in before] == [1, 1]

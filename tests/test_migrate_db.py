@@ -24,6 +24,7 @@ from storage import (
     feeds,
     heartbeat,
     incidents,
+    leases,
     outbox,
     release_health,
     releases,
@@ -88,7 +89,8 @@ def fill(db: Store) -> None:
     claimed = outbox.claim(db, ["hooks"], now=time.time(), lease_seconds=60, limit=2)
     outbox.finish(db, [outbox.Result(claimed[0].id, "hooks", "delivered", 200)], NOW)
     outbox.finish(db, [outbox.Result(claimed[1].id, "hooks", "disabled", 410, "gone")], NOW)
-    heartbeat.beat(db, 1)
+    heartbeat.beat(db, "w1")
+    leases.acquire(db, leases.WORKER, "w1/abcd", now=NOW, ttl=3600)
 
 
 def reads(db_location: str) -> dict[str, Any]:

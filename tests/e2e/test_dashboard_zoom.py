@@ -33,7 +33,7 @@ from exporter.pollers.jobs import PollReport
 from exporter.settings import Settings
 from storage import heartbeat, outbox, release_health, tokens
 from storage.db import Store, open_db
-from tests.conftest import need_binary
+from tests.conftest import fresh_location, need_binary
 from tests.e2e.test_dashboards import (
     DASHBOARD_FILES,
     LABEL_VALUES_RE,
@@ -305,7 +305,7 @@ def write_history(path: Path, feed: Feed, start: float, end: float) -> None:
 
 @pytest.fixture(scope="module")
 def history(
-    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Prometheus, Feed, float, float]]:
     promtool = need_binary("promtool")
     tmp = tmp_path_factory.mktemp("zoom")
@@ -313,7 +313,7 @@ def history(
     start = end - HISTORY
     config = tmp / "releasebits.toml"
     config.write_text(CONFIG)
-    settings = load_settings(config, ENV, {"db": str(tmp / "rb.db")})
+    settings = load_settings(config, ENV, {"db": fresh_location(request, tmp, "rb")})
     db = open_db(settings.db, migrate=True)
     token = tokens.create_token(db, "ci", ("read", "write"))
     store_release_health(db)

@@ -35,7 +35,10 @@ import requests
 
 from tests.conftest import REQUIRE_E2E, free_port, terminate
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.sqlite_only("the image's default store: an SQLite file on its volume"),
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_SCRIPT = Path(__file__).with_name("docker_base.sh")

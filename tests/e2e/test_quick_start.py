@@ -15,7 +15,10 @@ import requests
 from tests.conftest import Daemon, need_binary
 from tests.readme import section, sh_blocks
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.sqlite_only("the README's quick start: the default ./releasebits.db"),
+]
 README_ADDRESS = "http://127.0.0.1:8080"
 QUICK_START = "From any pipeline, with curl"  # under "Quick start"
 SHOWS_RE = re.compile(r"<(http://127\.0\.0\.1:8080/badges/[^>]+)\.svg> shows `([^|`]+) \| ([^`]+)`")

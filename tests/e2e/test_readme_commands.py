@@ -20,7 +20,10 @@ import requests
 from tests.conftest import free_port, need_binary
 from tests.readme import sh_blocks
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.sqlite_only("the README's commands on a fresh machine: the default SQLite file"),
+]
 ROOT = Path(__file__).resolve().parents[2]
 # A fresh Debian login's PATH: `python3` is Debian's, which refuses `pip install` (PEP 668).
 DEBIAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -48,10 +48,12 @@ def serve(daemon: Daemon, timeout: float = 30) -> subprocess.CompletedProcess[st
     )
 
 
-def test_the_same_port_twice_is_one_line_and_exit_1(tmp_path: Path) -> None:
-    first = Daemon(db=tmp_path / "a.db").start()
+def test_the_same_port_twice_is_one_line_and_exit_1(
+    tmp_path: Path, new_db: Callable[..., str]
+) -> None:
+    first = Daemon(db=new_db("a"), workdir=tmp_path).start()
     try:
-        second = Daemon(db=tmp_path / "b.db", port=first.port)
+        second = Daemon(db=new_db("b"), workdir=tmp_path, port=first.port)
         started = time.monotonic()
         result = serve(second)
         elapsed = time.monotonic() - started
@@ -66,7 +68,7 @@ def test_the_same_port_twice_is_one_line_and_exit_1(tmp_path: Path) -> None:
 
 
 def test_a_second_daemon_on_the_same_database_stands_by_and_takes_over(
-    tmp_path: Path, httpserver: HTTPServer
+    tmp_path: Path, httpserver: HTTPServer, new_db: Callable[..., str]
 ) -> None:
     """Sentry polled hourly: each active worker polls once at start (two requests: totals and
     per-status), so the fake's request count tells how many workers have worked."""
@@ -74,8 +76,9 @@ def test_a_second_daemon_on_the_same_database_stands_by_and_takes_over(
     config = tmp_path / "rb.toml"
     config.write_text(sources_toml(sentry, None, interval="1h"))
     env = {**TOKEN_ENV, "RELEASEBITS_CONFIG": str(config)}
-    first = Daemon(db=tmp_path / "rb.db", extra_env=env).start()
-    second = Daemon(db=tmp_path / "rb.db", extra_env=env)
+    shared = new_db("rb")
+    first = Daemon(db=shared, workdir=tmp_path, extra_env=env).start()
+    second = Daemon(db=shared, workdir=tmp_path, extra_env=env)
     try:
         wait_until("the first worker's poll", lambda: len(sentry.seen) == 2)
         second.start()
@@ -116,6 +119,7 @@ def read_only(path: Path) -> Iterator[None]:
             path.chmod(0o644)
 
 
+@pytest.mark.sqlite_only("a database file made read-only (chattr +i)")
 def test_a_read_only_database_stops_serve_at_start_with_one_line(tmp_path: Path) -> None:
     db_path = tmp_path / "rb.db"
     open_db(db_path, migrate=True).close()

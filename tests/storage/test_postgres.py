@@ -20,7 +20,7 @@ from exporter.ingest.validation import validate_event
 from storage import events, outbox
 from storage.db import StorageError, close_all, open_db
 from storage.idempotency import Idempotency
-from storage.postgres import translate, translate_ddl
+from storage.postgres import migration_scripts, translate, translate_ddl
 from tests import pg
 from tests.conftest import in_threads
 
@@ -73,7 +73,7 @@ def test_replicas_starting_at_once_migrate_once(pg_cluster: pg.Cluster) -> None:
         in_processes(_migrate, 4, url, barrier)
         store = open_db(url)
         names = [r[0] for r in store.execute("SELECT name FROM _releasebits_migrations")]
-        assert sorted(names) == sorted(set(names)) and len(names) == 6
+        assert sorted(names) == sorted(name for name, _ in migration_scripts())  # each once
         assert {"deployments", "deliveries", "rollouts"} <= set(store.table_names())
     finally:
         close_all()
