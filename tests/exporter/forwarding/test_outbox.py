@@ -432,6 +432,7 @@ def test_a_hanging_target_delays_only_itself(
     f = forwarding(toml, ENV)
     f.deploy()
     worker = Worker(f.settings)
+    worker.heartbeat()  # the lease first: only the worker holding it delivers
     assert worker.deliverer is not None
     try:
         started = time.monotonic()
