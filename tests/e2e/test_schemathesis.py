@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -25,7 +26,7 @@ CHECKS = (
 )
 
 
-def test_openapi_document_and_server_agree_under_fuzzing(daemon: Daemon) -> None:
+def test_openapi_document_and_server_agree_under_fuzzing(daemon: Daemon, tmp_path: Path) -> None:
     daemon.start()
     created = daemon.cli("token", "create", "fuzz")
     assert created.returncode == 0, created.stderr
@@ -56,6 +57,7 @@ def test_openapi_document_and_server_agree_under_fuzzing(daemon: Daemon) -> None
         ],
         capture_output=True,
         text=True,
+        cwd=tmp_path,  # its .schemathesis/ cache goes there, not into the checkout
         timeout=150,
         check=False,
     )
