@@ -585,6 +585,14 @@ def main() -> None:
         action="store_true",
         help="also scrape copies of the small-history scenarios on PostgreSQL (needs initdb)",
     )
+    parser.add_argument(
+        "--series",
+        type=int,
+        action="append",
+        default=None,
+        metavar="N",
+        help="only this series count (repeatable), small history only: no 1M-event seeding",
+    )
     args = parser.parse_args()
     stages = max(1, min(args.stages, len(STAGES)))
     if args.quick:
@@ -595,6 +603,8 @@ def main() -> None:
         series_targets = [1_000, 10_000, 20_000, 50_000]
         events_small, events_large, flat_series = 10_000, 1_000_000, 20_000
         rounds = args.rounds or 30
+    if args.series:
+        series_targets = sorted(args.series)
     per_comp = series_per_component(stages)
 
     def shape_for(series: int, events: int) -> Shape:
@@ -613,13 +623,14 @@ def main() -> None:
         Scenario(f"{s // 1000}k", shape_for(s, events_small), tmp / f"s{s}-e{events_small}.db")
         for s in series_targets
     ]
-    scenarios.append(
-        Scenario(
-            f"{flat_series // 1000}k",
-            shape_for(flat_series, events_large),
-            tmp / f"s{flat_series}-e{events_large}.db",
+    if not args.series:
+        scenarios.append(
+            Scenario(
+                f"{flat_series // 1000}k",
+                shape_for(flat_series, events_large),
+                tmp / f"s{flat_series}-e{events_large}.db",
+            )
         )
-    )
     cluster = None
     try:
         for sc in scenarios:
@@ -716,11 +727,15 @@ def main() -> None:
         print("note: floor registry sample counts:", [sc.floor_samples for sc in scenarios])
 
     print()
-    large = next(sc for sc in scenarios if sc.shape.events == events_large)
+    large = next((sc for sc in scenarios if sc.shape.events == events_large), None)
+    label = f"{flat_series // 1000}k"
     target = next(
-        sc for sc in scenarios if sc.shape.events == events_small and sc.label == large.label
+        (sc for sc in scenarios if sc.shape.events == events_small and sc.label == label), None
     )
-    twin = next((sc for sc in scenarios if sc.label == f"{large.label} pg"), None)
+    if target is None:  # --series without the target's count: the table above is all
+        tmp_ctx.cleanup()
+        return
+    twin = next((sc for sc in scenarios if sc.label == f"{label} pg"), None)
     if twin is not None:
         for name, title in (("collect", "collect"), ("http_prom", "HTTP OM+gzip")):
             med, p95 = summary(twin.times[name])
@@ -746,6 +761,8 @@ def main() -> None:
         ("http_prom", "HTTP OM+gzip"),
         ("collect_cold", "collect cold (informational)"),
     ):
+        if large is None:  # --series: no large history seeded
+            break
         small_med = summary(target.times[name])[0]
         large_med = summary(large.times[name])[0]
         ratio = large_med / small_med

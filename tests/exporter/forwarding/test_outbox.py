@@ -213,11 +213,12 @@ def test_metrics_export_only_configured_targets(httpserver: HTTPServer, forwardi
     f = forwarding(hooks(httpserver), ENV)
     f.deploy()
     # A row of a target that was configured once and since removed.
-    f.db.execute(
-        "INSERT INTO deliveries (id, event_kind, event_id, target, status, next_attempt_at, "
-        "retry_since, created_at, updated_at) VALUES ('x', 'build', 'b', 'old', 'pending', 0, 0, 0, 0)"
-    )
-    f.db.conn.commit()
+    with f.db.transaction():
+        f.db.execute(
+            "INSERT INTO deliveries (id, event_kind, event_id, target, status, next_attempt_at, "
+            "retry_since, created_at, updated_at) "
+            "VALUES ('x', 'build', 'b', 'old', 'pending', 0, 0, 0, 0)"
+        )
     s = samples(f)
     assert {dict(labels)["target"] for _, labels in s} == {"hooks"}
     assert s[("releasebits_forward_pending", (("target", "hooks"),))] == 1
@@ -401,15 +402,16 @@ def test_housekeeping_prunes_old_delivered_rows_only(
     rows = {r["event"]["id"]: r for r in f.deliveries()}
     assert {r["status"] for r in rows.values()} == {"delivered"}
     day = 86400
-    f.db.execute(
-        "UPDATE deliveries SET delivered_at = ? WHERE event_id = ?", [time.time() - 31 * day, old]
-    )
-    f.db.execute(
-        "UPDATE deliveries SET status = 'failed', delivered_at = NULL, updated_at = ? "
-        "WHERE event_id = ?",
-        [time.time() - 90 * day, failed],
-    )
-    f.db.conn.commit()
+    with f.db.transaction():
+        f.db.execute(
+            "UPDATE deliveries SET delivered_at = ? WHERE event_id = ?",
+            [time.time() - 31 * day, old],
+        )
+        f.db.execute(
+            "UPDATE deliveries SET status = 'failed', delivered_at = NULL, updated_at = ? "
+            "WHERE event_id = ?",
+            [time.time() - 90 * day, failed],
+        )
     Worker(f.settings).housekeeping()
     assert sorted(r["event"]["id"] for r in f.deliveries()) == sorted([recent, failed])
 
