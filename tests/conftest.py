@@ -128,11 +128,11 @@ def fresh_location(request: pytest.FixtureRequest, directory: Path, name: str) -
 @pytest.fixture
 def pg_url(pg_cluster: pg.Cluster) -> Iterator[str]:
     """A fresh, migrated PostgreSQL database whichever backend the pass is about (tests of
-    PostgreSQL itself: replicas, concurrency), dropped afterwards."""
+    PostgreSQL itself: replicas, concurrency), emptied for the next test afterwards."""
     url = pg_cluster.database("pgt")
     yield url
     close_all()
-    pg_cluster.drop(url)
+    pg_cluster.recycle(url)
 
 
 def in_threads(work: Callable[[int], None], count: int, who: str) -> None:
@@ -158,7 +158,7 @@ def in_threads(work: Callable[[int], None], count: int, who: str) -> None:
 @pytest.fixture
 def new_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., str]]:
     """Makes fresh, migrated database locations for this test: `new_db("name")` is a file in
-    tmp_path, or on the PostgreSQL pass a new database (dropped afterwards)."""
+    tmp_path, or on the PostgreSQL pass a new database (emptied for the next test afterwards)."""
     made: list[str] = []
 
     def make(name: str = "releasebits") -> str:
@@ -170,7 +170,7 @@ def new_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[
         close_all()
         cluster: pg.Cluster = request.getfixturevalue("pg_cluster")
         for url in made:
-            cluster.drop(url)
+            cluster.recycle(url)
 
 
 @pytest.fixture(autouse=True)

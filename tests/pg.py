@@ -1,6 +1,8 @@
 """A throwaway PostgreSQL cluster for the tests: initdb + pg_ctl in a temp directory on a free
 port (no systemd, nothing left behind), and a fresh database per test cloned from a migrated
-template.
+template. A database a test is done with is emptied and handed to the next test (a few ms)
+rather than dropped and cloned again (~150 ms each, most of the PostgreSQL pass's extra time),
+unless the test changed its schema.
 
 As root, the server programs run as `postgres` (initdb and postgres refuse root). The Unix
 socket (trust) is for setup; TCP asks for a password (scram-sha-256), so a wrong password is a
@@ -26,6 +28,17 @@ import psycopg
 
 APP_USER, APP_PASSWORD = "releasebits", "rb-test-pw"
 TEMPLATE = "releasebits_template"
+# What a recycled database must still have to pass for a fresh clone: the template's columns,
+# indexes and applied migrations.
+_SCHEMA = (
+    "SELECT (SELECT string_agg(table_name || '.' || column_name || ' ' || data_type || ' ' "
+    "|| is_nullable || ' ' || coalesce(column_default, ''), ',' "
+    "ORDER BY table_name, column_name) FROM information_schema.columns "
+    "WHERE table_schema = 'public'), "
+    "(SELECT string_agg(indexdef, ',' ORDER BY indexdef) FROM pg_indexes "
+    "WHERE schemaname = 'public'), "
+    "(SELECT string_agg(name, ',' ORDER BY name) FROM _releasebits_migrations)"
+)
 
 
 def bindir() -> str | None:
@@ -58,6 +71,8 @@ class Cluster:
     port: int = field(default_factory=free_port)
     as_user: str | None = "postgres" if os.geteuid() == 0 else None
     _names: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _spare: list[str] = field(default_factory=list)  # emptied clones of the template
+    _schema: tuple[object, ...] | None = None  # the template's (_SCHEMA)
 
     @property
     def data(self) -> str:
@@ -86,10 +101,10 @@ class Cluster:
             raise RuntimeError(f"{prog} failed ({done.returncode}): {done.stderr}{tail}")
         return done
 
-    def admin(self) -> psycopg.Connection[tuple[object, ...]]:
+    def admin(self, db: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
         """A superuser connection over the Unix socket (trust), autocommit."""
         return psycopg.connect(
-            host=self.sockdir, port=self.port, user="postgres", dbname="postgres", autocommit=True
+            host=self.sockdir, port=self.port, user="postgres", dbname=db, autocommit=True
         )
 
     def init(self) -> None:
@@ -131,15 +146,54 @@ class Cluster:
             conn.execute(f"CREATE ROLE {APP_USER} LOGIN CREATEDB PASSWORD '{APP_PASSWORD}'")
             conn.execute(f"CREATE DATABASE {TEMPLATE} OWNER {APP_USER}")
         migrate(self.url(TEMPLATE))  # type: ignore[operator]
+        with self.admin(TEMPLATE) as conn:
+            self._schema = conn.execute(_SCHEMA).fetchone()
 
     def database(self, prefix: str = "t", *, template: str = TEMPLATE) -> str:
-        """A new database (a copy of the migrated template, or `template0`: empty); its URL."""
+        """A new database (a copy of the migrated template, or `template0`: empty); its URL.
+        A copy of the template may be one a finished test gave back, emptied (`recycle`)."""
+        if template == TEMPLATE and self._spare:
+            return self.url(self._spare.pop())
         name = f"{prefix}_{os.getpid()}_{next(self._names)}"
         with self.admin() as conn:
             conn.execute(
                 f"CREATE DATABASE {name} OWNER {APP_USER} TEMPLATE {template} STRATEGY file_copy"
             )
         return self.url(name)
+
+    def recycle(self, url: str) -> None:
+        """Done with a copy of the template: end its sessions (their locks go with them),
+        delete every row and restart the generated ids, and keep it for the next `database()`.
+        One whose schema a test changed is dropped instead."""
+        name = url.rsplit("/", 1)[1]
+        with self.admin(name) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            if conn.execute(_SCHEMA).fetchone() != self._schema:
+                conn.close()
+                self.drop(url)
+                return
+            tables = conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                "AND tablename <> '_releasebits_migrations'"
+            ).fetchall()
+            identities = conn.execute(
+                "SELECT table_name, column_name FROM information_schema.columns "
+                "WHERE table_schema = 'public' AND is_identity = 'YES' "
+                "AND table_name <> '_releasebits_migrations'"
+            ).fetchall()
+            with conn.transaction():
+                # Foreign keys unchecked while every table is emptied, in any order.
+                conn.execute("SET LOCAL session_replication_role = replica")
+                for (table,) in tables:
+                    conn.execute(f"DELETE FROM {table}")  # faster than TRUNCATE on a few rows
+                for table, column in identities:
+                    conn.execute(
+                        "SELECT setval(pg_get_serial_sequence(%s, %s), 1, false)", [table, column]
+                    )
+        self._spare.append(name)
 
     def drop(self, url: str) -> None:
         name = url.rsplit("/", 1)[1]
