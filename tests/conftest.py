@@ -31,6 +31,7 @@ from exporter.settings import Settings
 from storage import tokens
 from storage.db import close_all, close_thread_stores, open_db
 from tests import pg
+from tests.pg import free_port
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REQUIRE_E2E = os.environ.get("RELEASEBITS_REQUIRE_E2E") == "1"
@@ -229,12 +230,6 @@ def load_fixture() -> Any:
     return load
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Daemon:
     """A `releasebits serve` subprocess on a free port with its own database (a file path or a
@@ -358,6 +353,19 @@ def descendants(pid: int) -> list[int]:
         found += children
         frontier = children
     return found
+
+
+def wait_for(
+    check: Callable[[], bool], what: str, timeout: float = 60, detail: Callable[[], str] = str
+) -> None:
+    """Poll `check` until it holds; fail naming `what` (and `detail()`, the state) at timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    extra = detail()
+    raise AssertionError(f"timed out waiting for {what}" + (f": {extra}" if extra else ""))
 
 
 def _wait_port_free(port: int, timeout: float = 10) -> None:

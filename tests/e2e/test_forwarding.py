@@ -16,7 +16,7 @@ from pytest_httpserver import HTTPServer
 from standardwebhooks import Webhook
 from werkzeug import Request, Response
 
-from tests.conftest import Daemon
+from tests.conftest import Daemon, wait_for
 
 pytestmark = pytest.mark.e2e
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -55,17 +55,6 @@ class Receiver:
             else:
                 self.received[msg_id] = payload["data"]["id"]
         return Response("", 204)
-
-
-def wait_for(
-    check: Callable[[], bool], what: str, timeout: float = 30, detail: Callable[[], str] = str
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}: {detail()}")
 
 
 def post(daemon: Daemon, token: str, i: int) -> tuple[str, float]:

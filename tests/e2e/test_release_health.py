@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from pytest_httpserver import HTTPServer
 
-from tests.conftest import Daemon
+from tests.conftest import Daemon, wait_for
 from tests.upstreams import BUGSNAG_PROJECT, TOKEN_ENV, FakeBugsnag, FakeSentry, sources_toml
 
 pytestmark = pytest.mark.e2e
@@ -24,15 +23,6 @@ def samples(daemon: Daemon) -> dict[tuple[str, frozenset[tuple[str, str]]], floa
         for fam in text_string_to_metric_families(text)
         for s in fam.samples
     }
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +26,7 @@ from standardwebhooks import Webhook
 from werkzeug import Request, Response
 
 from storage.db import close_all, open_db
-from tests.conftest import Daemon
+from tests.conftest import Daemon, wait_for
 from tests.upstreams import TOKEN_ENV, FakeSentry, sources_toml
 
 pytestmark = [pytest.mark.e2e, pytest.mark.needs_postgres]
@@ -69,15 +69,6 @@ class TimedSentry(FakeSentry):
 
     def after(self, moment: float) -> list[float]:
         return [t for t in self.at if t > moment]
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def scrape(daemon: Daemon) -> list[str]:

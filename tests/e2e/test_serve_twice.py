@@ -17,19 +17,10 @@ import requests
 from pytest_httpserver import HTTPServer
 
 from storage.db import open_db
-from tests.conftest import Daemon, descendants, need_binary
+from tests.conftest import Daemon, descendants, need_binary, wait_for
 from tests.upstreams import TOKEN_ENV, FakeSentry, sources_toml
 
 pytestmark = pytest.mark.e2e
-
-
-def wait_until(what: str, check: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def worker_alive(daemon: Daemon) -> bool:
@@ -80,16 +71,16 @@ def test_a_second_daemon_on_the_same_database_stands_by_and_takes_over(
     first = Daemon(db=shared, workdir=tmp_path, extra_env=env).start()
     second = Daemon(db=shared, workdir=tmp_path, extra_env=env)
     try:
-        wait_until("the first worker's poll", lambda: len(sentry.seen) == 2)
+        wait_for(lambda: len(sentry.seen) == 2, "the first worker's poll")
         second.start()
-        wait_until("the second worker to stand by", lambda: "standing by" in second.log())
+        wait_for(lambda: "standing by" in second.log(), "the second worker to stand by")
         time.sleep(2)  # two heartbeats of the second daemon: it must not poll
         assert len(sentry.seen) == 2
         assert "background worker (" in second.log() and "holds the lease" in second.log()
         assert worker_alive(second)  # /healthz of either daemon sees the active worker
 
         assert first.stop() == 0  # gives the lease up: the standby takes over at once
-        wait_until("the second worker to take over", lambda: len(sentry.seen) == 4, timeout=10)
+        wait_for(lambda: len(sentry.seen) == 4, "the second worker to take over", timeout=10)
         assert "took over the worker lease" in second.log()
         assert worker_alive(second)
     finally:
@@ -142,7 +133,7 @@ def started(daemon: Daemon) -> bool:
 def test_ctrl_c_stops_quietly_with_exit_0(daemon: Daemon) -> None:
     """Ctrl-C (SIGINT to the terminal's process group): a clean stop, no error, exit 0."""
     daemon.start()
-    wait_until("web and worker to start", lambda: started(daemon))
+    wait_for(lambda: started(daemon), "web and worker to start")
     assert daemon.proc is not None
     os.killpg(daemon.proc.pid, signal.SIGINT)
     assert daemon.proc.wait(timeout=30) == 0, daemon.log()
@@ -157,7 +148,7 @@ def test_children_stopping_before_serve_notices_is_no_crash(daemon: Daemon) -> N
     KillMode=control-group): children that exit before `serve` has run its own handler must
     not read as a crash ("worker exited; restarting"). Made certain by pausing `serve`."""
     daemon.start()
-    wait_until("web and worker to start", lambda: started(daemon))
+    wait_for(lambda: started(daemon), "web and worker to start")
     assert daemon.proc is not None
     pid = daemon.proc.pid
     children = descendants(pid)
@@ -167,7 +158,7 @@ def test_children_stopping_before_serve_notices_is_no_crash(daemon: Daemon) -> N
         for child in [pid, *children]:
             with contextlib.suppress(ProcessLookupError):  # a server worker gone with its parent
                 os.kill(child, signal.SIGTERM)
-        wait_until("web and worker to exit", lambda: not descendants(pid))
+        wait_for(lambda: not descendants(pid), "web and worker to exit")
     finally:
         os.kill(pid, signal.SIGCONT)  # never leave it stopped, whatever failed
     assert daemon.proc.wait(timeout=30) == 0, daemon.log()
