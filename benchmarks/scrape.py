@@ -478,14 +478,18 @@ class WebServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"releasebits web exited with {self.proc.returncode}")
             try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", "/healthz")
+                # /metrics, not /healthz: that answers 503 without a background worker's
+                # heartbeat, and `web` runs none.
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                conn.request("GET", "/metrics")
                 if conn.getresponse().status == 200:
                     conn.close()
                     return self
+                conn.close()
             except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("releasebits web did not become healthy")
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("releasebits web did not answer /metrics")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
