@@ -195,8 +195,24 @@ def settings(new_db: Callable[..., str]) -> Settings:
     return Settings(db=new_db())
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A migrated SQLite file's bytes, made once (closing it folds the WAL into the file)."""
+    path = tmp_path_factory.mktemp("template") / "migrated.db"
+    open_db(path, migrate=True).close()
+    close_thread_stores()
+    return path.read_bytes()
+
+
 @pytest.fixture
-def db(settings: Settings) -> Iterator[Any]:
+def db(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Any]:
+    """The settings' database, migrated. On SQLite a new file starts as a copy of a migrated
+    one (0600, as open_db creates it): ~1 ms instead of ~30-100 ms of migrations each test."""
+    if not ON_POSTGRES and not os.path.exists(settings.db):
+        template: bytes = request.getfixturevalue("sqlite_template")
+        fd = os.open(settings.db, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(template)
     database = open_db(settings.db, migrate=True)
     yield database
     database.close()
