@@ -19,6 +19,7 @@ from exporter.settings import Settings
 from exporter.ui import routes as ui
 from exporter.web import access, errors
 from exporter.web.fastjson import OrjsonProvider
+from exporter.web.params import refuse_nul
 from exporter.web.state import AppState, rollback_request_db
 
 BLUEPRINTS = (
@@ -32,6 +33,10 @@ BLUEPRINTS = (
     receivers.bp,
     incidents.bp,
 )
+# The JSON API's blueprints (every operation documents 400): a NUL in the URL stops there. The
+# status page, badges, /metrics and /healthz check their own inputs and never query with one.
+for _bp in (ingest.bp, resources.bp, deliveries.bp, receivers.bp, incidents.bp):
+    _bp.before_request(refuse_nul)
 
 
 def create_app(settings: Settings, *, process_metrics: bool = True) -> Flask:

@@ -83,11 +83,11 @@ def idempotency_for(
     if key is None:
         return None
     key = key.strip()
-    if not key or len(key) > IDEMPOTENCY_KEY_MAX:
+    if not key or len(key) > IDEMPOTENCY_KEY_MAX or "\x00" in key:
         raise ApiError(
             400,
             "invalid_idempotency_key",
-            f"Idempotency-Key must be 1-{IDEMPOTENCY_KEY_MAX} characters",
+            f"Idempotency-Key must be 1-{IDEMPOTENCY_KEY_MAX} characters, none of them NUL",
         )
     digest = hashlib.sha256(
         json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str).encode()

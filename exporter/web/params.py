@@ -7,6 +7,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from flask import request
+
+from exporter.web.errors import ApiError
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -61,3 +65,18 @@ def limit_param(maximum: int, default: int = 50) -> Param:
 
 
 CURSOR = Param("cursor", description="From the Link header of the previous page.")
+
+
+def refuse_nul() -> None:
+    """Before an API route: a NUL character (%00) in a path or query parameter is a 400.
+    Nothing stored contains one (ingest refuses NUL in every field) and PostgreSQL cannot
+    compare text with it, so both backends answer the same instead of PostgreSQL's 503."""
+    values = [*(request.view_args or {}).items(), *request.args.items(multi=True)]
+    for name, value in values:
+        if isinstance(value, str) and "\x00" in name + value:
+            raise ApiError(
+                400,
+                "invalid_parameter",
+                f"{name.replace(chr(0), '')}: NUL characters are not accepted",
+                {name.replace(chr(0), ""): "must not contain NUL characters"},
+            )

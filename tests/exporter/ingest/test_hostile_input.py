@@ -143,6 +143,38 @@ def test_hostile_cursors_are_400(client: Any, auth: dict[str, str], cursor: Any)
     assert _error(resp, 400)["code"] == "invalid_cursor"
 
 
+@pytest.mark.parametrize(
+    ("method", "url", "name"),
+    [
+        ("GET", "/deliveries?target=a%00b", "target"),
+        ("POST", "/deliveries/a%00b/retry", "delivery_id"),
+        ("GET", "/components/nul/deployments?version=a%00b", "version"),
+        ("GET", "/components/nul/deployments/a%00b", "event_id"),
+        ("GET", "/components/nul/builds/a%00b", "event_id"),
+        ("GET", "/components/nul/incidents?stage=a%00b", "stage"),
+        ("GET", "/components/nul/incidents/a%00b", "incident_id"),
+        ("GET", "/releases/a%00b", "id_or_name"),
+    ],
+)
+def test_a_nul_in_the_url_is_400_on_every_backend(
+    client: Any, auth: dict[str, str], method: str, url: str, name: str
+) -> None:
+    """Found by schemathesis on PostgreSQL, which cannot compare text with NUL: those answered
+    503 "database unavailable; retry" there (and 404 or an empty list on SQLite)."""
+    assert client.post("/components/nul/deployments", json={"version": "1"}, headers=auth)
+    resp = client.open(url, method=method, headers=auth)
+    error = _error(resp, 400)
+    assert error["code"] == "invalid_parameter"
+    assert error["fields"] == {name: "must not contain NUL characters"}
+
+
+def test_a_nul_in_the_idempotency_key_is_400(client: Any, auth: dict[str, str]) -> None:
+    headers = {**auth, "Idempotency-Key": "k\x00"}
+    resp = client.post("/components/nul/deployments", json={"version": "1"}, headers=headers)
+    assert _error(resp, 400)["code"] == "invalid_idempotency_key"
+    assert client.get("/components/nul/deployments", headers=auth).status_code == 404  # none
+
+
 def test_release_meta_data_is_capped_like_deployments(client: Any, auth: dict[str, str]) -> None:
     """Item 10: 60 KB of release meta_data was accepted (deployments cap 16 KiB)."""
     big = {"pad": "x" * 17_000}
