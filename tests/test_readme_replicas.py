@@ -54,3 +54,14 @@ def test_the_kubernetes_example_runs_two_replicas_behind_one_service() -> None:
     # ends within 4 heartbeats + 5 s: the probe must tolerate that long a failure.
     heartbeat = Settings().worker_heartbeat_seconds
     assert probe["periodSeconds"] * probe["failureThreshold"] > 4 * heartbeat + 5
+
+
+def test_the_takeover_bound_the_readme_states_is_the_lease_the_code_takes() -> None:
+    """A standby retries every heartbeat and the lease lasts `worker_stale_seconds` after its
+    last renewal: the README's bound (tests/e2e/test_replicas.py measures it) is their sum."""
+    settings = Settings()
+    heartbeat = settings.worker_heartbeat_seconds
+    assert settings.worker_stale_seconds == 3 * heartbeat + 5
+    bound = settings.worker_stale_seconds + heartbeat
+    assert "within 4 × `worker_heartbeat_seconds` + 5 s" in section()
+    assert f"({bound} s by default" in section()
