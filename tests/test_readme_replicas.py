@@ -63,5 +63,5 @@ def test_the_takeover_bound_the_readme_states_is_the_lease_the_code_takes() -> N
     heartbeat = settings.worker_heartbeat_seconds
     assert settings.worker_stale_seconds == 3 * heartbeat + 5
     bound = settings.worker_stale_seconds + heartbeat
-    assert "within 4 × `worker_heartbeat_seconds` + 5 s" in section()
+    assert "within 4 \N{MULTIPLICATION SIGN} `worker_heartbeat_seconds` + 5 s" in section()
     assert f"({bound} s by default" in section()
