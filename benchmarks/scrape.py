@@ -489,6 +489,7 @@ class WebServer:
             except OSError:
                 pass
             time.sleep(0.1)
+        self.stop()  # its own session: nothing else would stop it
         raise RuntimeError("releasebits web did not answer /metrics")
 
     def stop(self) -> None:
