@@ -178,8 +178,8 @@ def test_idempotency_keys_expire_after_their_ttl_only(db: Any) -> None:
 
     old = record(db, "checkout", _event("v1", 1), idem=key("old"))
     new = record(db, "checkout", _event("v2", 2), idem=key("new"))
-    db.execute("UPDATE idempotency_keys SET created_at = created_at - 7200 WHERE key = 'old'")
-    db.conn.commit()
+    with db.transaction():
+        db.execute("UPDATE idempotency_keys SET created_at = created_at - 7200 WHERE key = 'old'")
     assert idempotency.expire(db, 3600) == 1
     # The fresh key still answers a retry with the first answer; the expired one is new again.
     assert record(db, "checkout", _event("v2", 2), idem=key("new")).body == new.body

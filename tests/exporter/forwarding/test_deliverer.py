@@ -68,8 +68,8 @@ def test_an_event_no_longer_stored_fails_its_delivery_and_the_next_goes(
     gone = f.deploy(version="1")
     f.deploy(version="2")
     # Say an operator deleted the row, or restored an older database file, before delivery.
-    f.db.execute("DELETE FROM deployments WHERE id = ?", [gone])
-    f.db.conn.commit()
+    with f.db.transaction():
+        f.db.execute("DELETE FROM deployments WHERE id = ?", [gone])
     assert f.run() == 2
     rows = {r["event"]["id"]: r for r in f.deliveries()}
     lost = rows.pop(gone)

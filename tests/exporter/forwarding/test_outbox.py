@@ -559,10 +559,10 @@ def test_oldest_pending_age_is_the_age_of_the_oldest_waiting_delivery(
 ) -> None:
     f = forwarding(hooks(httpserver), ENV)
     old, _ = f.deploy(version="1"), f.deploy(version="2")
-    f.db.execute(
-        "UPDATE deliveries SET created_at = ? WHERE event_id = ?", [time.time() - 3600, old]
-    )
-    f.db.conn.commit()
+    with f.db.transaction():
+        f.db.execute(
+            "UPDATE deliveries SET created_at = ? WHERE event_id = ?", [time.time() - 3600, old]
+        )
     age = samples(f)[("releasebits_forward_oldest_pending_age_seconds", (("target", "hooks"),))]
     assert age == pytest.approx(3600, abs=5)
 
@@ -574,8 +574,8 @@ def test_pruning_removes_every_old_delivered_row_in_batches(
     f = forwarding(hooks(httpserver), ENV)
     ids = [f.deploy(version=f"1.{i}") for i in range(5)]
     f.run()
-    f.db.execute("UPDATE deliveries SET delivered_at = ?", [time.time() - 86400])
-    f.db.conn.commit()
+    with f.db.transaction():
+        f.db.execute("UPDATE deliveries SET delivered_at = ?", [time.time() - 86400])
     kept = f.deploy(version="2.0")
     f.run()
     assert len(f.deliveries(status="delivered")) == 6
