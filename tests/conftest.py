@@ -353,8 +353,9 @@ def terminate(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
             proc.wait(timeout=10)
 
 
-def descendants(pid: int) -> list[int]:
-    """Live (not zombie) processes under `pid`, children first (from /proc, Linux)."""
+def descendants(pid: int, *, depth: int | None = None) -> list[int]:
+    """Live (not zombie) processes under `pid`, children first (from /proc, Linux); with
+    `depth`, only that many generations (1: the children)."""
     parent_of: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -364,10 +365,12 @@ def descendants(pid: int) -> list[int]:
                     parent_of[int(entry.name)] = int(fields[1])
     found: list[int] = []
     frontier = [pid]
-    while frontier:
+    generations = 0
+    while frontier and (depth is None or generations < depth):
         children = [p for p, parent in parent_of.items() if parent in frontier]
         found += children
         frontier = children
+        generations += 1
     return found
 
 
