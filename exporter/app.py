@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from exporter import meta
+from exporter import logsafe, meta
 from exporter.badges import routes as badges
 from exporter.dora import routes as incidents
 from exporter.forwarding import routes as deliveries
@@ -52,6 +52,7 @@ def create_app(settings: Settings, *, process_metrics: bool = True) -> Flask:
         app.register_blueprint(bp)
     errors.install(app, settings.max_body_bytes)
     access.install(app)
+    logsafe.lean_records()  # also in Granian's workers, whose logging Granian configures
     app.teardown_request(rollback_request_db)
     # The common JSON POST of an event skips Flask's request machinery (same answers).
     app.wsgi_app = FastIngest(app.wsgi_app, shared)  # type: ignore[method-assign]

@@ -55,6 +55,7 @@ def setup_logging(level: str) -> None:
         force=True,
     )
     logsafe.install(logging.getLogger().handlers)
+    logsafe.lean_records()
     # APScheduler logs every job run at INFO; keep its warnings and errors only.
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
     # urllib3 warns on every retry of a refused connection; the poll job logs one line itself.

@@ -58,7 +58,13 @@ class FastIngest:
             ],
         )
         access.log_request(
-            environ.get("REMOTE_ADDR"), "POST", environ["PATH_INFO"], "", status, started
+            environ.get("REMOTE_ADDR"),
+            "POST",
+            environ["PATH_INFO"],
+            "",
+            status,
+            started,
+            stored=True,
         )
         return [body]
 

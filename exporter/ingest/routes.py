@@ -8,7 +8,7 @@ import logging
 import uuid
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, g, has_request_context, jsonify, request
 
 from exporter.errors import ValidationError
 from exporter.ingest.validation import TIMESTAMP_SCHEMA, parse_timestamp, validate_event
@@ -150,6 +150,8 @@ def record(
                     f"; {held} more such components since the last warning" if held else "",
                 )
         log.info("stored %s %s for %s version=%s", kind, body["id"], slug, event["version"])
+        if has_request_context():
+            g.stored_event = True  # the access line of its 201 is DEBUG (exporter/web/access.py)
     return outcome
 
 

@@ -13,6 +13,9 @@ log = logging.getLogger(__name__)
 # Asked every few seconds by Prometheus and health checks: one INFO line each would drown the
 # log. Their successful answers are logged at DEBUG; errors stay at INFO.
 ROUTINE_PATHS = frozenset({"/metrics", "/healthz"})
+# A stored event already has its INFO line ("stored deployment <id> for <slug> version=..."):
+# its 201's access line is DEBUG, so a CI post costs one log line, not two (issue 16).
+STORED = 201
 
 
 def install(app: Flask) -> None:
@@ -32,16 +35,26 @@ def install(app: Flask) -> None:
             request.query_string,
             resp.status_code,
             started,
+            stored=g.get("stored_event", False),
         )
         return resp
 
 
 def log_request(
-    remote: str | None, method: str, path: str, query: bytes | str, status: int, started: float
+    remote: str | None,
+    method: str,
+    path: str,
+    query: bytes | str,
+    status: int,
+    started: float,
+    *,
+    stored: bool = False,
 ) -> None:
     """The one access-log line of a request (tokens redacted; control characters are escaped
-    by the handlers' filter, exporter/logsafe.py)."""
-    level = logging.DEBUG if path in ROUTINE_PATHS and status < 400 else logging.INFO
+    by the handlers' filter, exporter/logsafe.py). `stored`: the request logged the event it
+    stored at INFO, so a 201 is DEBUG here."""
+    routine = path in ROUTINE_PATHS and status < 400
+    level = logging.DEBUG if routine or (stored and status == STORED) else logging.INFO
     if not log.isEnabledFor(level):
         return
     elapsed_ms = (time.perf_counter() - started) * 1000

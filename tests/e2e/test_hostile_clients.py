@@ -158,6 +158,15 @@ def test_access_log_redacts_encoded_token_keys_and_cannot_be_forged(
         + body,
     )
     assert answer.startswith(b"HTTP/1.1 201"), answer[:300]
+    # A stored event's 201 is logged by its "stored" line (its access line is DEBUG); a refused
+    # request's access line is INFO, with the query.
+    refused = _raw(
+        daemon.port,
+        f"POST /components/logs/deployments?access%5Ftoken={token} HTTP/1.1\r\n"
+        f"Host: localhost\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        f"Content-Length: 1\r\n\r\n{{".encode(),
+    )
+    assert refused.startswith(b"HTTP/1.1 400"), refused[:300]
     resp = requests.get(f"{daemon.url}/no/such%0A{forged.replace(' ', '%20')}", timeout=5)
     assert resp.status_code == 404
     deadline = time.time() + 5

@@ -183,6 +183,24 @@ def test_token_never_logged(client: Any, token: str, caplog: pytest.LogCaptureFi
     assert "access_token=[redacted]" in caplog.text
 
 
+def test_one_info_line_per_stored_event(
+    client: Any, token: str, auth: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stored event is logged once at INFO (its "stored" line; the 201's access line is
+    DEBUG), on the lean JSON path and on Flask's (query token); a refused post keeps its INFO
+    access line."""
+    caplog.set_level("INFO")
+    assert post(client, auth, version="v-json").status_code == 201
+    assert client.post(REFERENCE_QUERY.format(token=token)).status_code == 201
+    assert post(client, auth, version="").status_code == 422
+    info = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
+    stored = [line for line in info if line.startswith("stored deployment")]
+    assert len(stored) == 2, info
+    assert any("version=v-json" in line for line in stored)
+    assert not [line for line in info if '" 201 ' in line], info
+    assert [line for line in info if '"POST /components/checkout/deployments" 422 ' in line]
+
+
 def test_timestamps_normalised_to_utc_and_finished_defaults_to_now(
     client: Any, auth: dict[str, str]
 ) -> None:
