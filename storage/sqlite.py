@@ -303,6 +303,10 @@ def open_sqlite(
         # FULL fsyncs the WAL on every commit: a 201 survives power loss, not just kill -9.
         conn.execute(f"PRAGMA synchronous = {'FULL' if synchronous == 'full' else 'NORMAL'}")
         conn.execute("PRAGMA foreign_keys = ON")
+        # Group commit wraps each write of a batch in a SAVEPOINT; its statement journal spilled
+        # to a temp file (open, unlink, ~25 writes) once past 64 KiB, i.e. on most batches.
+        # In memory it costs RAM for temp b-trees too, which ReleaseBits' queries keep small.
+        conn.execute("PRAGMA temp_store = MEMORY")
     except sqlite3.Error as exc:
         raise StorageError(f"cannot open database {path}: {exc}") from exc
     store = SqliteStore(path, conn)
