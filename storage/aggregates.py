@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from storage import jsontext
 from storage.db import Store
 
 # Upper bounds in seconds: CI steps take seconds, rollouts up to an hour or more.
@@ -49,7 +50,7 @@ def add_duration(
         "WHERE kind = ? AND component = ? AND stage = ?",  # pragma: no mutate
         [kind, component, stage],
     )
-    buckets = json.loads(found[0]) if found else [0] * (len(bounds) + 1)
+    buckets = jsontext.loads(found[0]) if found else [0] * (len(bounds) + 1)
     index = next((i for i, bound in enumerate(bounds) if duration <= bound), len(bounds))
     buckets[index] += 1
     tx.execute(
@@ -57,7 +58,7 @@ def add_duration(
         "VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT(kind, component, stage) DO UPDATE SET "  # pragma: no mutate
         "buckets = excluded.buckets, sum = duration_stats.sum + excluded.sum, "  # pragma: no mutate
         "count = duration_stats.count + 1",  # pragma: no mutate
-        [kind, component, stage, json.dumps(buckets), duration],
+        [kind, component, stage, jsontext.dumps(buckets), duration],
     )
 
 

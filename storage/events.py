@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from storage import aggregates, dora, feeds, outbox, releases
+from storage import aggregates, dora, feeds, jsontext, outbox, releases
 from storage import idempotency as idempotency_keys
 from storage.db import Store
 from storage.feeds import Delivery
@@ -258,7 +258,7 @@ def _insert(
         "code_name": event.get("code_name"),
         "branch": event.get("branch"),
         "tag": event.get("tag"),
-        "meta_data": json.dumps(event.get("meta_data") or {}, ensure_ascii=False),
+        "meta_data": jsontext.dumps(event.get("meta_data") or {}),
         "received_at": now,
     }
     if kind == "deployment":
@@ -266,7 +266,7 @@ def _insert(
         row["host"] = event.get("host")
         row["rollback"] = 1 if event.get("rollback") else 0  # a CDEvents service.rolledback
         commits = event.get("commits")
-        row["commits"] = json.dumps(commits) if commits is not None else None
+        row["commits"] = jsontext.dumps(commits) if commits is not None else None
         release = event.get("release")
         row["release_id"] = releases.ensure_release(tx, release, forward)[0] if release else None
     else:

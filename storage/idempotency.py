@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from storage import jsontext
 from storage.db import Store
 
 
@@ -56,7 +57,7 @@ def remember(
         "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(scope, key) DO UPDATE SET "  # pragma: no mutate
         "request_hash = excluded.request_hash, status = excluded.status, "  # pragma: no mutate
         "body = excluded.body, created_at = excluded.created_at",  # pragma: no mutate
-        [idem.scope, idem.key, idem.request_hash, status, json.dumps(body), now],
+        [idem.scope, idem.key, idem.request_hash, status, jsontext.dumps(body), now],
     )
 
 

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from storage import outbox
+from storage import jsontext, outbox
 from storage.db import Store
 from storage.pagination import Keyset, page
 from storage.timestamps import iso_ts
@@ -56,7 +56,7 @@ def ensure_release(
             rid,
             name,
             release.get("description"),
-            json.dumps(release.get("meta_data") or {}, ensure_ascii=False),
+            jsontext.dumps(release.get("meta_data") or {}),
             now,
         ],
     )

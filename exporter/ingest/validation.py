@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -10,6 +9,7 @@ from typing import Any
 
 from exporter.errors import ValidationError
 from exporter.names import STAGE_RE, result_class
+from storage import jsontext
 
 MAX_SHORT = 255
 MAX_META_BYTES = 16 * 1024
@@ -254,7 +254,7 @@ def _meta_data(fields: dict[str, str], meta: Any, max_bytes: int | None) -> dict
         fields["meta_data"] = f"must nest at most {MAX_META_DEPTH} levels deep"
     elif not _check_json_strings(meta):
         fields["meta_data"] = "must be valid Unicode without NUL characters"
-    elif max_bytes is not None and len(json.dumps(meta, ensure_ascii=False).encode()) > max_bytes:
+    elif max_bytes is not None and len(jsontext.dumps(meta).encode()) > max_bytes:
         fields["meta_data"] = f"must be at most {max_bytes} bytes as JSON"
     return meta
 
