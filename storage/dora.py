@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import math
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from storage import aggregates
 from storage.db import Store
+from storage.ids import new_id
 
 # DORA's answer bands (1 h, 1 d, 1 w, 30 d, 180 d) and a few between, in seconds.
 DORA_BUCKETS: tuple[float, ...] = (
@@ -119,7 +119,7 @@ def _start(
             is not None
         )
     old = inherit.pop(d["id"], None) or {}
-    rollout_id = old.get("id") or str(uuid.uuid4())
+    rollout_id = old.get("id") or new_id()
     rollback = bool(seen or d.get("rollback"))
     tx.execute(
         "INSERT INTO rollouts (id, component, stage, version, commit_sha, ts, last_ts, "

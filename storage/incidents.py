@@ -6,13 +6,13 @@ current when it started (storage.dora.link_incident); the link never moves after
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from storage import dora
 from storage.db import Store
+from storage.ids import new_id
 from storage.pagination import Keyset, page
 from storage.timestamps import iso_ts
 
@@ -48,7 +48,7 @@ def report(tx: Store, r: IncidentReport, now: float) -> tuple[str, bool]:
             [r.component, r.external_id],
         )
     if found is None:
-        incident_id = str(uuid.uuid4())
+        incident_id = new_id()
         started = r.started_ts if r.started_ts is not None else r.resolved_ts
         assert started is not None  # a report names at least one end
         link = dora.link_incident(tx, r.component, r.stage, started, r.deployment_id)

@@ -7,12 +7,12 @@ due rows, delivers them and records the outcome here. Nothing here knows HTTP or
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from storage.db import Store
+from storage.ids import new_id
 from storage.pagination import Keyset, page
 from storage.timestamps import iso_ts
 
@@ -62,10 +62,7 @@ def enqueue(
     """Insert one pending delivery per target; the caller's transaction must be open."""
     if not db.in_transaction:
         raise RuntimeError("outbox.enqueue must run inside the event's write transaction")
-    rows = [
-        (str(uuid.uuid4()), kind, event_id, component, target, now, now, now, now)
-        for target in targets
-    ]
+    rows = [(new_id(), kind, event_id, component, target, now, now, now, now) for target in targets]
     db.executemany(
         "INSERT INTO deliveries (id, event_kind, event_id, component, target, status, "  # pragma: no mutate
         "attempts, next_attempt_at, retry_since, created_at, updated_at) "  # pragma: no mutate

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from storage import jsontext, outbox
 from storage.db import Store
+from storage.ids import new_id
 from storage.pagination import Keyset, page
 from storage.timestamps import iso_ts
 
@@ -48,7 +48,7 @@ def ensure_release(
     if row:
         return str(row[0]), False
     release = release if release is not None else {"name": name}
-    rid, now = str(uuid.uuid4()), time.time()
+    rid, now = new_id(), time.time()
     inserted = tx.one(
         "INSERT INTO releases (id, name, description, meta_data, created_at) "
         "VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO NOTHING RETURNING id",

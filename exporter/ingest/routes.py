@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import uuid
 from typing import Any
 
 from flask import Blueprint, Response, g, has_request_context, jsonify, request
@@ -23,6 +22,7 @@ from storage import components, events
 from storage.db import Store
 from storage.feeds import Delivery
 from storage.idempotency import Idempotency
+from storage.ids import new_id
 
 log = logging.getLogger(__name__)
 bp = Blueprint("ingest", __name__)
@@ -179,7 +179,7 @@ def create(
     except ValidationError as exc:
         raise ApiError(422, "validation_failed", str(exc), exc.fields) from None
     idem = idempotency_for(idempotency_key, token_id, kind, slug, payload, s.idempotency_ttl_hours)
-    body: dict[str, Any] = {"id": str(uuid.uuid4())}
+    body: dict[str, Any] = {"id": new_id()}
     if ignored:
         body["ignored_fields"] = ignored
     outcome = record(kind, slug, event, body, idem, store=store, app=app)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -35,6 +34,7 @@ from exporter.web.errors import ApiError
 from exporter.web.state import get_db, settings
 from storage import commits, events, feeds, incidents
 from storage.feeds import Delivery
+from storage.ids import new_id
 
 log = logging.getLogger(__name__)
 bp = Blueprint("receivers", __name__)
@@ -151,7 +151,7 @@ def _event(action: EventAction, delivery: Delivery) -> Response:
         problems = "; ".join(f"{k}: {v}" for k, v in sorted(exc.fields.items()))
         raise Ignore(f"the payload does not make a valid {action.kind} ({problems})") from None
     event["rollback"] = action.rollback
-    body = {"id": str(uuid.uuid4()), "component": action.component}
+    body = {"id": new_id(), "component": action.component}
     outcome = record(
         action.kind, action.component, event, body, None, natural_key=action.key, delivery=delivery
     )
