@@ -149,9 +149,18 @@ def record(
                     s.max_components,
                     f"; {held} more such components since the last warning" if held else "",
                 )
-        log.info("stored %s %s for %s version=%s", kind, body["id"], slug, event["version"])
+        held = app.stored_log.allow()
+        log.log(
+            logging.DEBUG if held is None else logging.INFO,
+            "stored %s %s for %s version=%s%s",
+            kind,
+            body["id"],
+            slug,
+            event["version"],
+            f" ({held} more events stored since the last such line)" if held else "",
+        )
         if has_request_context():
-            g.stored_event = True  # the access line of its 201 is DEBUG (exporter/web/access.py)
+            g.stored_event = True  # its 201's access line is DEBUG (exporter/web/access.py)
     return outcome
 
 

@@ -13,8 +13,9 @@ log = logging.getLogger(__name__)
 # Asked every few seconds by Prometheus and health checks: one INFO line each would drown the
 # log. Their successful answers are logged at DEBUG; errors stay at INFO.
 ROUTINE_PATHS = frozenset({"/metrics", "/healthz"})
-# A stored event already has its INFO line ("stored deployment <id> for <slug> version=..."):
-# its 201's access line is DEBUG, so a CI post costs one log line, not two (issue 16).
+# A stored event has its own line ("stored deployment <id> for <slug> version=...": at DEBUG,
+# and at INFO at most once a minute with a count, exporter/ingest/routes.py): its 201's access
+# line is DEBUG, so steady CI traffic does not log a line per post (issue 16).
 STORED = 201
 
 
@@ -52,7 +53,7 @@ def log_request(
 ) -> None:
     """The one access-log line of a request (tokens redacted; control characters are escaped
     by the handlers' filter, exporter/logsafe.py). `stored`: the request logged the event it
-    stored at INFO, so a 201 is DEBUG here."""
+    stored, so a 201 is DEBUG here."""
     routine = path in ROUTINE_PATHS and status < 400
     level = logging.DEBUG if routine or (stored and status == STORED) else logging.INFO
     if not log.isEnabledFor(level):

@@ -23,6 +23,10 @@ class AppState:
     router: Router | None  # which forwarding targets want an event; None: no targets
     # One "past max_components" warning a minute, not one per new component.
     overflow_warning: Throttle = field(default_factory=lambda: Throttle(60.0))
+    # The "stored deployment ..." INFO line: at most one a minute per web worker, with how many
+    # events were stored since (each one is logged at DEBUG). One line per event was ~12% of
+    # the Python time of an ingest request under load (benchmarks/README.md, issue 16).
+    stored_log: Throttle = field(default_factory=lambda: Throttle(60.0))
 
 
 def state() -> AppState:

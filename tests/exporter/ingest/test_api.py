@@ -183,22 +183,38 @@ def test_token_never_logged(client: Any, token: str, caplog: pytest.LogCaptureFi
     assert "access_token=[redacted]" in caplog.text
 
 
-def test_one_info_line_per_stored_event(
-    client: Any, token: str, auth: dict[str, str], caplog: pytest.LogCaptureFixture
+def test_stored_events_log_one_info_line_a_minute(
+    app: Any, client: Any, token: str, auth: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A stored event is logged once at INFO (its "stored" line; the 201's access line is
-    DEBUG), on the lean JSON path and on Flask's (query token); a refused post keeps its INFO
-    access line."""
+    """At INFO, the first stored event is logged, then one line a minute says how many more
+    were stored (each is at DEBUG); a 201's access line is DEBUG, on the lean JSON path and on
+    Flask's (query token); a refused post keeps its INFO access line."""
+    clock = [1000.0]
+    app.extensions["releasebits"].stored_log.clock = lambda: clock[0]
     caplog.set_level("INFO")
     assert post(client, auth, version="v-json").status_code == 201
     assert client.post(REFERENCE_QUERY.format(token=token)).status_code == 201
+    assert post(client, auth, version="v-3").status_code == 201
+    clock[0] += 61
+    assert post(client, auth, version="v-4").status_code == 201
     assert post(client, auth, version="").status_code == 422
     info = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
     stored = [line for line in info if line.startswith("stored deployment")]
     assert len(stored) == 2, info
-    assert any("version=v-json" in line for line in stored)
+    assert stored[0].endswith("version=v-json")
+    assert stored[1].endswith("version=v-4 (2 more events stored since the last such line)")
     assert not [line for line in info if '" 201 ' in line], info
     assert [line for line in info if '"POST /components/checkout/deployments" 422 ' in line]
+
+
+def test_every_stored_event_is_logged_at_debug(
+    client: Any, auth: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    for version in ("d-1", "d-2", "d-3"):
+        assert post(client, auth, version=version).status_code == 201
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("stored ")]
+    assert [line.split("version=")[1].split(" ")[0] for line in lines] == ["d-1", "d-2", "d-3"]
 
 
 def test_timestamps_normalised_to_utc_and_finished_defaults_to_now(
