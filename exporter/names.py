@@ -5,6 +5,7 @@ Declared once here and used by ingest, the settings, badges, metrics and the Ope
 
 from __future__ import annotations
 
+import functools
 import re
 
 from exporter.errors import ValidationError
@@ -71,9 +72,13 @@ def result_class(result: str | None) -> str:
     return _RESULT_ALIASES.get(key, "other")
 
 
+_SEPARATORS = re.compile(r"[\s_]+")
+
+
+@functools.lru_cache(maxsize=4096)  # every ingest request normalises its slug (twice)
 def normalize_slug(raw: str) -> str:
     """Lower-case a component slug and turn spaces/underscores into dashes, or raise."""
-    slug = re.sub(r"[\s_]+", "-", raw.strip().lower())
+    slug = _SEPARATORS.sub("-", raw.strip().lower())
     if not SLUG_RE.fullmatch(slug):
         raise ValidationError({"slug": SLUG_RULE}, f"invalid component slug {raw[:80]!r}")
     return slug
