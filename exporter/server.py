@@ -92,7 +92,21 @@ def run_web(settings: Settings) -> None:
     )
     log.info("ReleaseBits listening on http://%s (db %s)", _bind(settings), describe(settings.db))
     # Workers are forked, so the loader may close over the already validated settings.
-    server.serve(target_loader=lambda _target: create_app(settings))
+    server.serve(target_loader=lambda _target: _worker_app(settings))
+
+
+# How long a Python thread may hold the GIL while others wait for it (CPython's default is
+# 5 ms). A web worker's threads mostly wait on SQLite and the write lock; a finished request
+# waiting up to 5 ms for the GIL was part of the ingest tail. At 2 ms, under wrk with 16
+# connections: +7% requests/s and -8% server CPU per request, interleaved with the default in
+# one run (benchmarks/README.md, issue 16).
+WORKER_SWITCH_INTERVAL_S = 0.002
+
+
+def _worker_app(settings: Settings) -> Any:
+    """The app of one Granian worker process."""
+    sys.setswitchinterval(WORKER_SWITCH_INTERVAL_S)
+    return create_app(settings)
 
 
 def _die_with_parent() -> None:
