@@ -636,6 +636,14 @@ def main() -> None:
         metavar="RELEASEBITS_X=VALUE",
         help="extra setting for both ReleaseBits servers (repeatable), e.g. RELEASEBITS_WORKERS=1",
     )
+    parser.add_argument(
+        "--revs",
+        default="",
+        metavar="REV,REV",
+        help="also run `releasebits serve` from these git revisions of this repository (each "
+        "`git archive`d to a temp dir), interleaved with the servers in every round: a change's "
+        "before and after in one run, e.g. --servers pushgateway --revs main~3,main",
+    )
     parser.add_argument("--quick", action="store_true", help="3 s per server, 1 s warm-up")
     parser.add_argument("--serve-waitress", type=int, metavar="THREADS", help=argparse.SUPPRESS)
     parser.add_argument("--serve-gunicorn", nargs=2, type=int, help=argparse.SUPPRESS)
@@ -720,6 +728,27 @@ def main() -> None:
             )
         else:
             parser.error(f"--servers: unknown server {name!r}")
+    repo = Path(here).parent.parent
+    for rev in [r.strip() for r in args.revs.split(",") if r.strip()]:
+        short = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short=9", rev],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        tree = tmp / f"tree-{short}"
+        tree.mkdir(exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(repo), "archive", short], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+        port = free_port()
+        env = daemon_env(tmp / f"rev-{short}.db", port, extra)
+        env["PYTHONPATH"] = str(tree)  # the revision's exporter and storage, not this one's
+        argv = [sys.executable, "-m", "exporter", "serve"]
+        rb_wrk = ["releasebits", token, str(args.components)]
+        db = tmp / f"rev-{short}.db"
+        targets.append(Target(f"rb@{short}", argv, env, port, "/healthz", build, db, rb_wrk))
     drivers = [d.strip() for d in args.drivers.split(",") if d.strip()]
     if "wrk" in drivers and shutil.which("wrk") is None:
         drivers.remove("wrk")
@@ -872,6 +901,7 @@ def report(results: list[Result], drivers: list[str]) -> None:
         for r in results:
             if r.driver == driver:
                 by.setdefault(r.name, []).append(r)
+        _compare_revs(driver, by)
         rb = by.get("releasebits")
         if not rb:
             continue
@@ -892,6 +922,31 @@ def report(results: list[Result], drivers: list[str]) -> None:
                 else "n/a"
             )
             + f"; p99 < 25 ms: {p99:.1f} ms; <= 0.5 ms CPU/req: {cpu:.2f} ms"
+        )
+
+
+def _compare_revs(driver: str, by: dict[str, list[Result]]) -> None:
+    """--revs: medians of each revision, and each one against the first."""
+    revs = [name for name in by if name.startswith("rb@")]
+    if not revs:
+        return
+    first = revs[0]
+
+    def med(name: str) -> tuple[float, float, float]:
+        rows = by[name]
+        return (
+            _median([r.rate for r in rows]),
+            _median([r.pct(0.99) for r in rows]),
+            _median([r.cpu_ms_per_request for r in rows]),
+        )
+
+    base = med(first)
+    for name in revs:
+        rate, p99, cpu = med(name)
+        print(
+            f"{driver}: {name} {rate:,.0f} req/s (x{rate / base[0]:.2f}), p99 {p99:.1f} ms "
+            f"(x{p99 / base[1]:.2f}), {cpu:.2f} ms CPU/req (x{cpu / base[2]:.2f}) "
+            f"[medians of {len(by[name])}; ratios against {first}]"
         )
 
 
