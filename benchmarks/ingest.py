@@ -180,6 +180,7 @@ class Target:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     log_path: Path | None = None
     extra_cpu_root: int | None = None  # the PostgreSQL server: its CPU counts as the server's
+    cwd: Path | None = None  # `python -m` puts the working directory first on sys.path
 
     def __post_init__(self) -> None:
         self.ports = [self.port] + [free_port() for _ in range(self.replicas - 1)]
@@ -208,6 +209,7 @@ class Target:
                         stdout=log,
                         stderr=subprocess.STDOUT,
                         start_new_session=True,
+                        cwd=self.cwd,
                     )
                 )
         for port in self.ports:
@@ -748,7 +750,9 @@ def main() -> None:
         argv = [sys.executable, "-m", "exporter", "serve"]
         rb_wrk = ["releasebits", token, str(args.components)]
         db = tmp / f"rev-{short}.db"
-        targets.append(Target(f"rb@{short}", argv, env, port, "/healthz", build, db, rb_wrk))
+        target = Target(f"rb@{short}", argv, env, port, "/healthz", build, db, rb_wrk)
+        target.cwd = tree
+        targets.append(target)
     drivers = [d.strip() for d in args.drivers.split(",") if d.strip()]
     if "wrk" in drivers and shutil.which("wrk") is None:
         drivers.remove("wrk")
