@@ -22,6 +22,10 @@ Two load generators (--drivers), each a closed loop of --connections keep-alive 
 - wrk (Debian package `wrk`) with benchmarks/ingest.lua, as the issue measured it;
 - python: this script's own client (threads over --client-procs processes).
 
+--revs REV,REV adds `releasebits serve` from other git revisions of this repository (each
+`git archive`d to a temp dir) to every round, and prints each one's medians (requests/s, p99,
+CPU and bytes written per request) against the first: a change's before and after in one run.
+
 Prints, per server and driver: requests/s, p50/p90/p99 latency, errors, server CPU per request
 (the whole process tree, from /proc), peak RSS, then ReleaseBits / Pushgateway ratios side by
 side. After each ReleaseBits run it checks the 2xx count against the rows stored: equal for the
@@ -137,6 +141,20 @@ def tree_cpu_seconds(root: int) -> float:
     return total
 
 
+def tree_written_bytes(root: int) -> int:
+    """Bytes the live tree passed to write(2) and pwrite(2) (/proc/<pid>/io wchar): the WAL,
+    checkpoints and logs; page-cache writes, whether or not they reach the disk yet."""
+    total = 0
+    for pid in process_tree(root):
+        try:
+            for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+                if line.startswith("wchar:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
 class MemorySampler(threading.Thread):
     """Peak RSS of a server's process trees (all replicas) and peak PSS of their web tiers,
     every 0.25 s."""
@@ -195,6 +213,9 @@ class Target:
     def cpu_seconds(self) -> float:
         roots = self.roots() + ([self.extra_cpu_root] if self.extra_cpu_root else [])
         return sum(tree_cpu_seconds(r) for r in roots)
+
+    def written_bytes(self) -> int:
+        return sum(tree_written_bytes(r) for r in self.roots())
 
     def start(self, log_dir: Path, timeout: float = 60) -> None:
         self.log_path = log_dir / f"{self.name}.log"
@@ -376,6 +397,7 @@ class Result:
     notes: list[str] = field(default_factory=list)
     driver: str = "python"
     quantiles: dict[float, float] = field(default_factory=dict)  # wrk: its own percentiles
+    written: int = 0  # bytes the server tree wrote (wrk runs)
 
     @property
     def ok(self) -> int:
@@ -388,6 +410,10 @@ class Result:
     @property
     def cpu_ms_per_request(self) -> float:
         return self.server_cpu / max(self.ok, 1) * 1000
+
+    @property
+    def written_kib_per_request(self) -> float:
+        return self.written / max(self.ok, 1) / 1024
 
     def pct(self, q: float) -> float:
         if self.quantiles:
@@ -488,9 +514,9 @@ def run_wrk(target: Target, args: argparse.Namespace) -> Result:
     warm = wrk(args.warmup)
     sampler = MemorySampler(target.roots())
     sampler.start()
-    cpu0, client0 = target.cpu_seconds(), os.times()
+    cpu0, client0, written0 = target.cpu_seconds(), os.times(), target.written_bytes()
     main_run = wrk(args.duration)
-    cpu1, client1 = target.cpu_seconds(), os.times()
+    cpu1, client1, written1 = target.cpu_seconds(), os.times(), target.written_bytes()
     sampler.stop()
     seconds = main_run["duration_us"] / 1e6
     # wrk reports percentiles, not samples: keep them as the latency list's quantile points.
@@ -507,6 +533,7 @@ def run_wrk(target: Target, args: argparse.Namespace) -> Result:
         client_cpu=(client1.children_user - client0.children_user)
         + (client1.children_system - client0.children_system),
         driver="wrk",
+        written=written1 - written0,
         quantiles={
             0.5: main_run["p50_us"] / 1000,
             0.9: main_run["p90_us"] / 1000,
@@ -936,20 +963,22 @@ def _compare_revs(driver: str, by: dict[str, list[Result]]) -> None:
         return
     first = revs[0]
 
-    def med(name: str) -> tuple[float, float, float]:
+    def med(name: str) -> tuple[float, float, float, float]:
         rows = by[name]
         return (
             _median([r.rate for r in rows]),
             _median([r.pct(0.99) for r in rows]),
             _median([r.cpu_ms_per_request for r in rows]),
+            _median([r.written_kib_per_request for r in rows]),
         )
 
     base = med(first)
     for name in revs:
-        rate, p99, cpu = med(name)
+        rate, p99, cpu, kib = med(name)
+        written = f", {kib:.1f} KiB written/req (x{kib / base[3]:.2f})" if base[3] else ""
         print(
             f"{driver}: {name} {rate:,.0f} req/s (x{rate / base[0]:.2f}), p99 {p99:.1f} ms "
-            f"(x{p99 / base[1]:.2f}), {cpu:.2f} ms CPU/req (x{cpu / base[2]:.2f}) "
+            f"(x{p99 / base[1]:.2f}), {cpu:.2f} ms CPU/req (x{cpu / base[2]:.2f}){written} "
             f"[medians of {len(by[name])}; ratios against {first}]"
         )
 

@@ -149,19 +149,24 @@ def record(
                     s.max_components,
                     f"; {held} more such components since the last warning" if held else "",
                 )
-        held = app.stored_log.allow()
-        log.log(
-            logging.DEBUG if held is None else logging.INFO,
-            "stored %s %s for %s version=%s%s",
-            kind,
-            body["id"],
-            slug,
-            event["version"],
-            f" ({held} more events stored since the last such line)" if held else "",
-        )
+        _log_stored(app, kind, body["id"], slug, event["version"])
         if has_request_context():
             g.stored_event = True  # its 201's access line is DEBUG (exporter/web/access.py)
     return outcome
+
+
+def _log_stored(app: AppState, kind: str, event_id: str, slug: str, version: str) -> None:
+    """Each stored event at DEBUG; at INFO the first, then one line a minute with a count."""
+    held = app.stored_log.allow()
+    log.log(
+        logging.DEBUG if held is None else logging.INFO,
+        "stored %s %s for %s version=%s%s",
+        kind,
+        event_id,
+        slug,
+        version,
+        f" ({held} more events stored since the last such line)" if held else "",
+    )
 
 
 def create(

@@ -163,6 +163,9 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     # containerd's sockets live under the exec-root: keep its path short (sun_path limit).
     exec_root = Path(tempfile.mkdtemp(prefix="rbd-", dir="/run"))
     sock = exec_root / "docker.sock"
+    # containerd namespaces are letters and digits joined by single . _ - (mkdtemp's random part
+    # may hold "_", and "rbd-_x" was refused once).
+    namespace = "rbd" + "".join(c for c in exec_root.name[len("rbd-") :] if c.isalnum())
     driver = _storage_driver(work / "overlay-test")
     log_path = work / "dockerd.log"
     with log_path.open("wb") as log:
@@ -177,8 +180,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
                 f"--host=unix://{sock}",
                 f"--pidfile={exec_root / 'docker.pid'}",
                 # Should it find a system containerd (and use it), stay out of its namespaces.
-                f"--containerd-namespace={exec_root.name}",
-                f"--containerd-plugins-namespace={exec_root.name}-plugins",
+                f"--containerd-namespace={namespace}",
+                f"--containerd-plugins-namespace={namespace}-plugins",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
