@@ -64,7 +64,7 @@ class FastIngest:
             "",
             status,
             started,
-            stored=True,
+            stored=status == 201,  # routes.create answers 201 only for an event it stored
         )
         return [body]
 

@@ -13,10 +13,6 @@ log = logging.getLogger(__name__)
 # Asked every few seconds by Prometheus and health checks: one INFO line each would drown the
 # log. Their successful answers are logged at DEBUG; errors stay at INFO.
 ROUTINE_PATHS = frozenset({"/metrics", "/healthz"})
-# A stored event has its own line ("stored deployment <id> for <slug> version=...": at DEBUG,
-# and at INFO at most once a minute with a count, exporter/ingest/routes.py): its 201's access
-# line is DEBUG, so steady CI traffic does not log a line per post (issue 16).
-STORED = 201
 
 
 def install(app: Flask) -> None:
@@ -52,10 +48,12 @@ def log_request(
     stored: bool = False,
 ) -> None:
     """The one access-log line of a request (tokens redacted; control characters are escaped
-    by the handlers' filter, exporter/logsafe.py). `stored`: the request logged the event it
-    stored, so a 201 is DEBUG here."""
+    by the handlers' filter, exporter/logsafe.py). `stored`: the request stored an event, which
+    has its own line ("stored deployment <id> ...": at DEBUG, and at INFO at most once a minute
+    with a count, exporter/ingest/routes.py), so its access line is DEBUG: steady CI traffic
+    does not log a line per post (issue 16)."""
     routine = path in ROUTINE_PATHS and status < 400
-    level = logging.DEBUG if routine or (stored and status == STORED) else logging.INFO
+    level = logging.DEBUG if routine or stored else logging.INFO
     if not log.isEnabledFor(level):
         return
     elapsed_ms = (time.perf_counter() - started) * 1000
