@@ -703,21 +703,19 @@ def main() -> None:
     postgres = (
         Postgres(template, tmp) if any(n.startswith("releasebits-pg") for n in wanted) else None
     )
+    repo = Path(here).parent.parent
+    serve = [sys.executable, "-m", "exporter", "serve"]
+    rb_wrk = ["releasebits", token, str(args.components)]
     for name in wanted:
         port = free_port()
         db = tmp / f"{name}.db"
         env = daemon_env(db, port, extra)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(Path(here).parent.parent), env.get("PYTHONPATH", "")]
-        )
-        rb_wrk = ["releasebits", token, str(args.components)]
+        env["PYTHONPATH"] = os.pathsep.join([str(repo), env.get("PYTHONPATH", "")])
         if name == "releasebits":
-            argv = [sys.executable, "-m", "exporter", "serve"]
-            targets.append(Target(name, argv, env, port, "/healthz", build, db, rb_wrk))
+            targets.append(Target(name, serve, env, port, "/healthz", build, db, rb_wrk))
         elif name in ("releasebits-pg", "releasebits-pg2") and postgres is not None:
-            argv = [sys.executable, "-m", "exporter", "serve"]
             replicas = 2 if name.endswith("pg2") else 1
-            target = Target(name, argv, env, port, "/healthz", build, "", rb_wrk, replicas)
+            target = Target(name, serve, env, port, "/healthz", build, "", rb_wrk, replicas)
             target.extra_cpu_root = postgres.server_pid()
             targets.append(target)
         elif name in ("gunicorn", "waitress"):
@@ -757,7 +755,6 @@ def main() -> None:
             )
         else:
             parser.error(f"--servers: unknown server {name!r}")
-    repo = Path(here).parent.parent
     for rev in [r.strip() for r in args.revs.split(",") if r.strip()]:
         short = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "--short=9", rev],
@@ -772,14 +769,12 @@ def main() -> None:
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
         port = free_port()
-        env = daemon_env(tmp / f"rev-{short}.db", port, extra)
-        env["PYTHONPATH"] = str(tree)  # the revision's exporter and storage, not this one's
-        argv = [sys.executable, "-m", "exporter", "serve"]
-        rb_wrk = ["releasebits", token, str(args.components)]
         db = tmp / f"rev-{short}.db"
-        target = Target(f"rb@{short}", argv, env, port, "/healthz", build, db, rb_wrk)
-        target.cwd = tree
-        targets.append(target)
+        env = daemon_env(db, port, extra)
+        env["PYTHONPATH"] = str(tree)  # the revision's exporter and storage, not this one's
+        targets.append(
+            Target(f"rb@{short}", serve, env, port, "/healthz", build, db, rb_wrk, cwd=tree)
+        )
     drivers = [d.strip() for d in args.drivers.split(",") if d.strip()]
     if "wrk" in drivers and shutil.which("wrk") is None:
         drivers.remove("wrk")

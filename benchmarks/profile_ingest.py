@@ -72,7 +72,7 @@ def post(app: Any, token: str, i: int) -> None:
         raise SystemExit(f"unexpected answer {status} {body[:200]!r}")
 
 
-def run(requests: int, profile: bool, warmup: int = 800) -> None:
+def run(requests: int, profile: bool, warmup: int) -> None:
     with tempfile.TemporaryDirectory(prefix="rb-profile-") as tmp:
         # The profile leaves the fsync out (synchronous=normal): it is kernel wait, not CPU, and
         # would otherwise fill the wall-clock profile.
