@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from storage import aggregates, dora, feeds, jsontext, outbox, releases
+from storage import aggregates, dora, feeds, jsontext, outbox, releases, tokens
 from storage import idempotency as idempotency_keys
 from storage.db import Store
 from storage.feeds import Delivery
@@ -39,6 +39,7 @@ class Outcome:
     overflow: list[str] = field(default_factory=list)
     component_created: bool = False
     duplicate: bool = False  # a webhook delivery seen before: nothing stored
+    revoked: bool = False  # its token was revoked before the write: nothing stored
 
 
 def record_event(
@@ -55,6 +56,7 @@ def record_event(
     natural_key: str | None = None,
     delivery: Delivery | None = None,
     dora_stages: tuple[str, ...] = (),
+    token_id: str | None = None,
 ) -> Outcome:
     """Insert one validated event and update every aggregate in a single committed transaction.
 
@@ -65,12 +67,17 @@ def record_event(
     deployment answer 200 with the first one's id: the first final status stands, and only a
     start time it lacked is filled in. `delivery` dedupes and counts a webhook delivery.
     A successful deployment to one of `dora_stages` updates the rollouts (storage.dora).
+    `token_id`, the API token that sent it, must still be live in this transaction; else
+    nothing is stored and the outcome says `revoked` (the web tier may have verified the token
+    from memory: tokens.VerifiedTokens).
     """
     now = time.time()
 
     # Runs inside the write transaction, possibly on another request's thread and connection
     # (group commit): it must use only the store it is given.
     def work(tx: Store) -> Outcome:
+        if token_id is not None and not tokens.is_live(tx, token_id):
+            return Outcome(401, {}, revoked=True)
         if feeds.begin(tx, delivery):
             return Outcome(200, {"duplicate": True}, duplicate=True)
         if idempotency is not None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from storage.db import Store
@@ -67,6 +69,56 @@ def authenticate(db: Store, token: str) -> Token | None:
     if not hmac.compare_digest(_hash(token), row[2]) or row[5] is not None:
         return None
     return Token(row[0], row[1], tuple(row[3].split()), row[4], row[5])
+
+
+def is_live(tx: Store, token_id: str) -> bool:
+    """Whether the token exists and is not revoked, as `tx` sees it (in a write transaction:
+    as of that transaction's commit)."""
+    found = tx.one("SELECT 1 FROM tokens WHERE id = ? AND revoked_at IS NULL", [token_id])
+    return found is not None
+
+
+class VerifiedTokens:
+    """Tokens this process verified recently, for the write path only.
+
+    Authenticating a POST was a read transaction of its own on the request thread's connection,
+    whose page cache every other connection's commit had just emptied: about 12% of the server
+    CPU of an ingest request under load (benchmarks/README.md, issue 16). A write whose token is
+    here skips it, and its own write transaction checks `is_live` instead (events.record_event
+    takes the token id), so a revocation from any process refuses the very next write. Kept
+    per database location and by the secret's SHA-256, never the secret; entries live `ttl`
+    seconds and at most `size` are kept. Only tokens the database accepted get in.
+    """
+
+    def __init__(self, ttl: float = 60.0, size: int = 256):
+        self.ttl = ttl
+        self.size = size
+        self._entries: OrderedDict[tuple[str, str], tuple[Token, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def authenticate(self, db: Store, token: str) -> Token | None:
+        """The token `authenticate` would answer, from memory when it was verified lately."""
+        key = (db.location, _hash(token))
+        hit = self._entries.get(key)
+        if hit is not None and time.monotonic() < hit[1]:
+            return hit[0]
+        found = authenticate(db, token)
+        with self._lock:
+            if found is None:
+                self._entries.pop(key, None)
+            else:
+                self._entries[key] = (found, time.monotonic() + self.ttl)
+                self._entries.move_to_end(key)
+                while len(self._entries) > self.size:
+                    self._entries.popitem(last=False)
+        return found
+
+    def forget(self, db: Store, token_id: str) -> None:
+        """Drop a token found revoked, so its next request is refused before its body is read."""
+        with self._lock:
+            for key in [k for k, v in self._entries.items() if v[0].id == token_id]:
+                if key[0] == db.location:
+                    del self._entries[key]
 
 
 def list_tokens(db: Store) -> list[Token]:

@@ -92,7 +92,12 @@ class FastIngest:
         store = None
         try:
             store = s.store()
-            token = verify(header_token(environ["HTTP_AUTHORIZATION"]), "write", store)
+            token = verify(
+                header_token(environ["HTTP_AUTHORIZATION"]),
+                "write",
+                store,
+                self.state.verified_tokens,  # re-checked in the write (events.record_event)
+            )
             routes.slug_or_error(raw_slug)
             raw = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
             return routes.create(

@@ -12,7 +12,7 @@ from flask import Blueprint, Response, g, has_request_context, jsonify, request
 from exporter.errors import ValidationError
 from exporter.ingest.validation import TIMESTAMP_SCHEMA, parse_timestamp, validate_event
 from exporter.names import RESULT_CLASSES, SLUG_INPUT_RE, SLUG_RULE, normalize_slug
-from exporter.web.auth import require
+from exporter.web.auth import invalid_token, require
 from exporter.web.body import read_payload
 from exporter.web.errors import ApiError
 from exporter.web.pagination import cursor_arg, exactly, number, paged, pair, parse_limit
@@ -111,15 +111,18 @@ def record(
     delivery: Delivery | None = None,
     store: Store | None = None,
     app: AppState | None = None,
+    token_id: str | None = None,
 ) -> events.Outcome:
     """Store a validated event (aggregates and outbox rows in its transaction); log it once.
 
     The webhook receivers come through here too, with a natural key and their delivery;
-    `store` and `app` default to the current request's (the lean ingest path passes its own)."""
+    `store` and `app` default to the current request's (the lean ingest path passes its own).
+    With `token_id` (the API's writes), the token must still be live when the event commits."""
     app = app or state()
     s = app.settings
+    store = store or get_db()
     outcome = events.record_event(
-        store or get_db(),
+        store,
         kind,
         slug,
         event,
@@ -131,7 +134,12 @@ def record(
         natural_key=natural_key,
         delivery=delivery,
         dora_stages=s.dora_stages,
+        token_id=token_id,
     )
+    if outcome.revoked:
+        assert token_id is not None  # only a write with a token can find it revoked
+        app.verified_tokens.forget(store, token_id)
+        raise invalid_token()
     if outcome.conflict:
         raise ApiError(
             409,
@@ -196,7 +204,7 @@ def create(
     body: dict[str, Any] = {"id": new_id()}
     if ignored:
         body["ignored_fields"] = ignored
-    outcome = record(kind, slug, event, body, idem, store=store, app=app)
+    outcome = record(kind, slug, event, body, idem, store=store, app=app, token_id=token_id)
     headers = {"Location": f"/components/{slug}/{kind}s/{outcome.body['id']}"}
     if not outcome.created:
         headers["Idempotent-Replayed"] = "true"

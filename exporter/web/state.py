@@ -12,6 +12,7 @@ from exporter.logsafe import Throttle
 from exporter.settings import Settings
 from storage.db import Store, thread_store
 from storage.outbox import Router
+from storage.tokens import VerifiedTokens
 
 
 @dataclass
@@ -27,6 +28,8 @@ class AppState:
     # events were stored since (each one is logged at DEBUG). One line per event was ~12% of
     # the Python time of an ingest request under load (benchmarks/README.md, issue 16).
     stored_log: Throttle = field(default_factory=lambda: Throttle(60.0))
+    # Write tokens verified lately; each write re-checks its token in its own transaction.
+    verified_tokens: VerifiedTokens = field(default_factory=VerifiedTokens)
 
 
 def state() -> AppState:

@@ -1,6 +1,6 @@
 """A revocation from the CLI (another process) refuses the token on the very next request,
-in every web worker and over kept-alive connections. A guard for any future token cache
-(issue 16 tried one; it did not pay and was removed: benchmarks/README.md)."""
+in every web worker and over kept-alive connections, although each worker remembers the write
+tokens it verified (tokens.VerifiedTokens): each write checks its token in its own transaction."""
 
 from __future__ import annotations
 

@@ -156,11 +156,33 @@ def test_missing_or_bad_token_is_401(
 
 
 def test_revoked_token_is_401(client: Any, db: Any, token: str, auth: dict[str, str]) -> None:
+    """The ingest path remembers a write token it verified (tokens.VerifiedTokens); the write's
+    own transaction checks it again, so a revocation by another connection refuses the very
+    next write, and the write after that before its body is read."""
     assert post(client, auth, version="1").status_code == 201
     assert tokens.revoke_token(db, "ci")
     resp = post(client, auth, version="2")
     assert resp.status_code == 401
     assert resp.json["error"]["code"] == "invalid_token"
+    assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    invalid_body = post(client, auth, version="")  # a live token would get 422
+    assert invalid_body.status_code == 401
+    assert invalid_body.json["error"]["code"] == "invalid_token"
+    assert db.execute("SELECT count(*) FROM deployments").fetchone()[0] == 1
+
+
+def test_a_revoked_token_gets_no_idempotent_replay(
+    client: Any, db: Any, token: str, auth: dict[str, str]
+) -> None:
+    keyed = {**auth, "Idempotency-Key": "deploy-1"}
+    first = post(client, keyed, version="1")
+    assert first.status_code == 201
+    assert post(client, keyed, version="1").headers.get("Idempotent-Replayed") == "true"
+    assert tokens.revoke_token(db, "ci")
+    again = post(client, keyed, version="1")
+    assert again.status_code == 401
+    assert again.json["error"]["code"] == "invalid_token"
+    assert first.json["id"] not in again.get_data(as_text=True)
 
 
 def test_scopes(client: Any, db: Any) -> None:
