@@ -64,26 +64,19 @@ def record_event(
     `forward` names the forwarding targets of the event: their outbox rows are written in the
     same transaction, so an event is forwarded if and only if it was stored.
     `natural_key` (a webhook's deployment or run id) makes a second final status of the same
-    deployment answer 200 with the first one's id: the first final status stands, and only a
-    start time it lacked is filled in. `delivery` dedupes and counts a webhook delivery.
+    deployment answer 200 with the first one's id (the first final status stands; only a
+    start it lacked is filled in). `delivery` dedupes and counts a webhook delivery.
     A successful deployment to one of `dora_stages` updates the rollouts (storage.dora).
-    `token_id`, the API token that sent it, must still be live in this transaction; else
-    nothing is stored and the outcome says `revoked` (the web tier may have verified the token
-    from memory: tokens.VerifiedTokens).
+    `token_id` (the API token that sent it) must be live here, else nothing is stored.
     """
     now = time.time()
 
     # Runs inside the write transaction, possibly on another request's thread and connection
     # (group commit): it must use only the store it is given.
     def work(tx: Store) -> Outcome:
-        if token_id is not None and not tokens.is_live(tx, token_id):
-            return Outcome(401, {}, revoked=True)
-        if feeds.begin(tx, delivery):
-            return Outcome(200, {"duplicate": True}, duplicate=True)
-        if idempotency is not None:
-            earlier = idempotency_keys.replay(tx, idempotency, now)
-            if earlier is not None:
-                return Outcome(earlier.status, earlier.body, conflict=earlier.conflict)
+        settled = _settled(tx, token_id, delivery, idempotency, now)
+        if settled is not None:
+            return settled
         outcome = _existing(tx, kind, natural_key, event) if natural_key else None
         if outcome is None:
             # Aggregates, current versions and rollouts are per component: concurrent writers
@@ -107,6 +100,26 @@ def record_event(
         return outcome
 
     return store.write(work)
+
+
+def _settled(
+    tx: Store,
+    token_id: str | None,
+    delivery: Delivery | None,
+    idempotency: Idempotency | None,
+    now: float,
+) -> Outcome | None:
+    """The answer of a write that stores nothing: its token was revoked, its webhook delivery
+    was seen before, or its Idempotency-Key was used before (that answer, or a conflict)."""
+    if token_id is not None and not tokens.is_live(tx, token_id):
+        return Outcome(401, {}, revoked=True)
+    if feeds.begin(tx, delivery):
+        return Outcome(200, {"duplicate": True}, duplicate=True)
+    if idempotency is not None:
+        earlier = idempotency_keys.replay(tx, idempotency, now)
+        if earlier is not None:
+            return Outcome(earlier.status, earlier.body, conflict=earlier.conflict)
+    return None
 
 
 def _rollouts(tx: Store, row: dict[str, Any], event: dict[str, Any], now: float) -> None:
