@@ -18,7 +18,7 @@ from storage.postgres import (
 )
 from storage.postgres import first_line as one_line
 from storage.postgres import redact as redact_url
-from storage.sqlite import BUSY_TIMEOUT_MS, SqliteStore, open_sqlite
+from storage.sqlite import BUSY_TIMEOUT_MS, SqliteStore, close_writers, open_sqlite
 from storage.sqlite import check_files as check_sqlite_files
 from storage.sqlite import integrity_problem as sqlite_integrity_problem
 from storage.store import Cursor, Params, StorageError, Store
@@ -104,6 +104,8 @@ def close_thread_stores() -> None:
 
 
 def close_all() -> None:
-    """This thread's stores and this process's PostgreSQL pools (before a fork, at exit)."""
+    """This thread's stores, this process's SQLite write connections and PostgreSQL pools
+    (before a fork, at exit)."""
     close_thread_stores()
+    close_writers()
     close_pools()

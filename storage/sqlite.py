@@ -45,12 +45,53 @@ class WriteLock:
     """
 
     def __init__(self, path: Path):
+        self.db_path = path
         self.path = Path(f"{path}.lock")
         self._thread_lock = threading.Lock()
         self._fd: int | None = None
         self._pid = -1
         self._queue: list[_Pending] = []
         self._queue_guard = threading.Lock()
+        self._writer: SqliteStore | None = None
+        self._writer_pid = -1
+        self._open_stores = 0
+
+    def _writer_for(self, store: SqliteStore) -> SqliteStore:
+        """This process's write connection to the file, which every group commit uses.
+
+        A connection empties its page cache whenever another connection committed since its
+        last transaction. Group commits ran on the leading request's own connection, a
+        different one nearly every time, so each batch read every page it touched again; one
+        connection that only this process's writes use stays warm (benchmarks/README.md, issue
+        16). Called with the thread lock held; opened again in a forked child.
+        """
+        writer = self._writer
+        if writer is None or self._writer_pid != os.getpid():
+            writer = self._writer = open_sqlite(
+                self.db_path, synchronous=store.synchronous, shared_writer=True
+            )
+            self._writer_pid = os.getpid()
+        elif writer.synchronous != store.synchronous:
+            writer.set_synchronous(store.synchronous)
+        return writer
+
+    def opened(self) -> None:
+        with self._queue_guard:
+            self._open_stores += 1
+
+    def closed(self) -> None:
+        """A store of this file closed; the last one closes the write connection too."""
+        with self._queue_guard:
+            self._open_stores -= 1
+            last = self._open_stores <= 0
+        if last:
+            self.close_writer()
+
+    def close_writer(self) -> None:
+        with self._thread_lock:
+            writer, self._writer = self._writer, None
+            if writer is not None and self._writer_pid == os.getpid():
+                writer.conn.close()
 
     def _file(self) -> int:
         # A forked worker must not share the parent's open file description (flock locks belong
@@ -87,8 +128,10 @@ class WriteLock:
         connection, each inside a SAVEPOINT (an exception undoes only that function's writes
         and is raised in its own caller), and commits once. Nobody returns before the COMMIT
         that holds their writes, so an acknowledgement still means "on disk". `fn` must only
-        use the store it is given: it may run on another thread.
+        use the store it is given: the process's write connection, on whichever thread leads.
         """
+        if store.conn.in_transaction:  # the caller's own connection: the batch would wait on it
+            raise StorageError("a group commit cannot start inside an open transaction")
         item = _Pending(fn)
         with self._queue_guard:
             self._queue.append(item)
@@ -97,7 +140,7 @@ class WriteLock:
                 with self._queue_guard:
                     batch, self._queue = self._queue, []
                 with self._file_locked():
-                    _commit_batch(store, batch)
+                    _commit_batch(self._writer_for(store), batch)
                 # How many writes shared this fsync (benchmarks/README.md counts these lines).
                 log.debug("group commit of %d writes", len(batch))
         if item.error is not None:
@@ -156,6 +199,14 @@ def _write_lock(path: Path) -> WriteLock:
         return lock
 
 
+def close_writers() -> None:
+    """Close this process's write connections (before a fork, at exit)."""
+    with _write_locks_guard:
+        locks = list(_write_locks.values())
+    for lock in locks:
+        lock.close_writer()
+
+
 class SqliteStore(Store):
     """One open connection to the database file, and the only way storage functions reach it.
 
@@ -164,12 +215,22 @@ class SqliteStore(Store):
 
     dialect: ClassVar[str] = "sqlite"
 
-    def __init__(self, path: Path, conn: sqlite3.Connection):
+    def __init__(
+        self, path: Path, conn: sqlite3.Connection, synchronous: str = "full", counted: bool = True
+    ):
         self.path = path
         self.location = str(path)
         self.conn = conn
+        self.synchronous = synchronous
         self.write_lock = _write_lock(path)
+        self._counted = counted
+        if counted:  # the write connection itself does not keep itself open
+            self.write_lock.opened()
         self._db = sqlite_utils.Database(conn, execute_plugins=False)
+
+    def set_synchronous(self, synchronous: str) -> None:
+        self.conn.execute(f"PRAGMA synchronous = {_synchronous(synchronous)}")
+        self.synchronous = synchronous
 
     # --- statements ------------------------------------------------------------------------
 
@@ -244,6 +305,9 @@ class SqliteStore(Store):
 
     def close(self) -> None:
         self.conn.close()
+        if self._counted:
+            self._counted = False
+            self.write_lock.closed()
 
 
 def check_files(path: str | Path) -> None:
@@ -282,10 +346,20 @@ def _create_private(path: Path) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
 
 
+def _synchronous(setting: str) -> str:
+    return "FULL" if setting == "full" else "NORMAL"
+
+
 def open_sqlite(
-    path: str | Path, *, synchronous: str = "full", migrate: bool = False
+    path: str | Path,
+    *,
+    synchronous: str = "full",
+    migrate: bool = False,
+    shared_writer: bool = False,
 ) -> SqliteStore:
-    """Open a connection with ReleaseBits' pragmas; optionally apply pending migrations."""
+    """Open a connection with ReleaseBits' pragmas; optionally apply pending migrations.
+    `shared_writer`: the process's write connection (WriteLock), used by one thread at a time
+    under the write lock, whichever thread that is."""
     path = Path(path)
     if path.parent and not path.parent.exists():
         raise StorageError(f"directory {path.parent} does not exist")
@@ -294,14 +368,16 @@ def open_sqlite(
     except OSError as exc:
         raise StorageError(f"cannot create database {path}: {exc}") from exc
     try:
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=True)
+        conn = sqlite3.connect(
+            str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=not shared_writer
+        )
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         # WAL lets scrapes and badge reads run while the ingest path writes.
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode.lower() != "wal":
             raise StorageError(f"could not enable WAL on {path} (journal_mode={mode})")
         # FULL fsyncs the WAL on every commit: a 201 survives power loss, not just kill -9.
-        conn.execute(f"PRAGMA synchronous = {'FULL' if synchronous == 'full' else 'NORMAL'}")
+        conn.execute(f"PRAGMA synchronous = {_synchronous(synchronous)}")
         conn.execute("PRAGMA foreign_keys = ON")
         # Group commit wraps each write of a batch in a SAVEPOINT; its statement journal spilled
         # to a temp file (open, unlink, ~25 writes) once past 64 KiB, i.e. on most batches.
@@ -309,7 +385,7 @@ def open_sqlite(
         conn.execute("PRAGMA temp_store = MEMORY")
     except sqlite3.Error as exc:
         raise StorageError(f"cannot open database {path}: {exc}") from exc
-    store = SqliteStore(path, conn)
+    store = SqliteStore(path, conn, synchronous, counted=not shared_writer)
     if migrate:
         store.migrate()
     return store

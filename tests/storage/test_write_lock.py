@@ -125,3 +125,33 @@ def test_a_failed_commit_fails_every_caller_of_the_batch(tmp_path: Path) -> None
         raise AssertionError("write started inside an open transaction")
     db.conn.execute("ROLLBACK")
     assert db.write(lambda d: d.execute("SELECT 41 + 1").fetchone()[0]) == 42
+
+
+def _handles_on(path: Path) -> int:
+    """How many of this process's file descriptors are open on `path`."""
+    fds = Path("/proc/self/fd")
+    return sum(1 for fd in fds.iterdir() if fd.exists() and fd.resolve() == path.resolve())
+
+
+@pytest.mark.sqlite_only("the SQLite write connection of a process")
+def test_group_commits_run_on_one_write_connection_closed_with_the_last_store(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "rb.db"
+    full = open_db(path, migrate=True)
+    normal = open_db(path, synchronous="normal")
+
+    def connection_and_mode(tx: Any) -> tuple[int, int]:
+        return id(tx.conn), tx.execute("PRAGMA synchronous").fetchone()[0]
+
+    # Every write of the process shares one connection (its page cache stays warm), with the
+    # durability its caller asked for: synchronous FULL is 2, NORMAL 1.
+    first, mode = full.write(connection_and_mode)
+    assert mode == 2 and first not in (id(full.conn), id(normal.conn))
+    assert normal.write(connection_and_mode) == (first, 1)
+    assert full.write(connection_and_mode) == (first, 2)
+    assert _handles_on(path) == 3
+    normal.close()
+    assert full.write(connection_and_mode) == (first, 2)  # it stays while a store is open
+    full.close()
+    assert _handles_on(path) == 0  # and goes with the last one: nothing holds the file open
