@@ -148,7 +148,7 @@ def main() -> None:
     print(
         f"{os.cpu_count()} CPUs; {args.connections} connections from {args.client_procs} client "
         f"processes; {args.warmup:g} s warm-up + {args.duration:g} s measured per scenario; "
-        f"ReleaseBits: {shipped.workers} workers x {shipped.threads} threads; "
+        f"ReleaseBits: {shipped.web_workers} workers x {shipped.threads} threads; "
         f"{args.components} components, {len(svg)} distinct SVG URLs",
         flush=True,
     )

@@ -726,10 +726,10 @@ def main() -> None:
                 continue
             if name == "gunicorn":
                 argv = [sys.executable, here, "--serve-gunicorn"]
-                argv += [str(shipped.workers), str(shipped.threads)]
+                argv += [str(shipped.web_workers), str(shipped.threads)]
             else:
                 argv = [sys.executable, here, "--serve-waitress"]
-                argv += [str(shipped.workers * shipped.threads)]
+                argv += [str(shipped.web_workers * shipped.threads)]
             targets.append(Target(name, argv, env, port, "/openapi.json", build, db, rb_wrk))
         elif name == "pushgateway":
             binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
@@ -783,7 +783,7 @@ def main() -> None:
     print(
         f"{os.cpu_count()} CPUs; {args.connections} connections; {args.warmup:g} s warm-up + "
         f"{args.duration:g} s measured per server and driver; {args.rounds} round(s); "
-        f"{args.components} components; ReleaseBits: {shipped.workers} workers x "
+        f"{args.components} components; ReleaseBits: {shipped.web_workers} workers x "
         f"{shipped.threads} threads, sqlite_synchronous={shipped.sqlite_synchronous}"
         + (f"; {postgres.version()}, fsync on" if postgres else ""),
         flush=True,

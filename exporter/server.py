@@ -77,7 +77,7 @@ def run_web(settings: Settings) -> None:
         address=settings.host,
         port=settings.port,
         interface=Interfaces.WSGI,
-        workers=settings.workers,
+        workers=settings.web_workers,
         blocking_threads=settings.threads,
         http=HTTPModes.http1,
         websockets=False,
@@ -90,7 +90,13 @@ def run_web(settings: Settings) -> None:
         log_access=False,
         workers_kill_timeout=30,
     )
-    log.info("ReleaseBits listening on http://%s (db %s)", _bind(settings), describe(settings.db))
+    log.info(
+        "ReleaseBits listening on http://%s (db %s, %d web worker%s)",
+        _bind(settings),
+        describe(settings.db),
+        settings.web_workers,
+        "" if settings.web_workers == 1 else "s",
+    )
     # Workers are forked, so the loader may close over the already validated settings.
     server.serve(target_loader=lambda _target: _worker_app(settings))
 

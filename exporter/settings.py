@@ -146,7 +146,13 @@ SETTINGS: tuple[Setting, ...] = (
         "PostgreSQL only: most connections each process (web worker, background worker) "
         "opens to the server.",
     ),
-    Setting("workers", 2, _int(1, 64), "Number of web worker processes (Granian)."),
+    Setting(
+        "workers",
+        0,
+        _int(0, 64),
+        "Number of web worker processes (Granian). 0, the default: 1 on SQLite (its one writer "
+        "makes a second process cost more CPU per request and a longer tail), 2 on PostgreSQL.",
+    ),
     Setting(
         "threads",
         32,
@@ -393,6 +399,11 @@ class Settings:
 
     def source(self, name: str) -> PollSourceSpec | None:
         return next((s for s in self.sources if s.name == name), None)
+
+    @property
+    def web_workers(self) -> int:
+        """How many web worker processes run: `workers`, or its default for the database."""
+        return self.workers or (2 if is_url(self.db) else 1)
 
     @property
     def worker_stale_seconds(self) -> int:

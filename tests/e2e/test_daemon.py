@@ -11,7 +11,7 @@ from urllib.parse import urljoin
 import pytest
 import requests
 
-from tests.conftest import Daemon
+from tests.conftest import ON_POSTGRES, Daemon
 
 pytestmark = pytest.mark.e2e
 
@@ -113,6 +113,7 @@ def test_sigterm_stops_gracefully_with_exit_0(daemon: Daemon) -> None:
     assert daemon.stop() == 0
     log = daemon.log()
     assert "ReleaseBits listening on http://127.0.0.1:" in log
+    assert ("2 web workers)" if ON_POSTGRES else "1 web worker)") in log  # the defaults
     assert log.count("no API tokens exist yet") == 1  # one hint, not one per process
     assert "ReleaseBits stopped" in log
     assert "Traceback" not in log

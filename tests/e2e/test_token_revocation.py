@@ -13,6 +13,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_revoking_from_the_cli_refuses_a_cached_token_at_once(daemon: Daemon) -> None:
+    daemon.extra_env["RELEASEBITS_WORKERS"] = "2"  # the SQLite default is one
     daemon.start()
     created = daemon.cli("token", "create", "ci")
     assert created.returncode == 0, created.stderr

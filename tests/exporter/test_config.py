@@ -19,6 +19,16 @@ def test_defaults_work_without_config() -> None:
     assert (s.host, s.port, s.db) == ("127.0.0.1", 8080, "releasebits.db")
 
 
+def test_web_workers_default_to_one_on_sqlite_and_two_on_postgresql() -> None:
+    assert load_settings(None, {}).web_workers == 1
+    pg = {"RELEASEBITS_DB": "postgresql://rb@db.example:5432/rb"}
+    assert load_settings(None, pg).web_workers == 2
+    assert load_settings(None, {**pg, "RELEASEBITS_WORKERS": "3"}).web_workers == 3
+    assert load_settings(None, {"RELEASEBITS_WORKERS": "4"}).web_workers == 4
+    with pytest.raises(ConfigError, match="workers: must be between 0 and 64"):
+        load_settings(None, {"RELEASEBITS_WORKERS": "-1"})
+
+
 def test_precedence_file_env_override(tmp_path: Path) -> None:
     cfg = tmp_path / "rb.toml"
     cfg.write_text('port = 9000\ndb = "/tmp/x.db"\nworkers = 3\n')
