@@ -4,11 +4,15 @@ not (the API side is in tests/exporter/ingest/test_api.py::test_revoked_token_is
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from storage import tokens
 from storage.db import open_db
 
 
+@pytest.mark.sqlite_only("two database files; the PostgreSQL pass has one database")
 def test_a_token_verified_on_one_database_is_unknown_to_another(tmp_path: Path) -> None:
     first = open_db(tmp_path / "first.db", migrate=True)
     second = open_db(tmp_path / "second.db", migrate=True)
@@ -20,8 +24,7 @@ def test_a_token_verified_on_one_database_is_unknown_to_another(tmp_path: Path) 
     assert verified.authenticate(first, token + "x") is None
 
 
-def test_remembered_tokens_expire(tmp_path: Path) -> None:
-    db = open_db(tmp_path / "t.db", migrate=True)
+def test_remembered_tokens_expire(db: Any) -> None:
     token = tokens.create_token(db, "ci", ("write",))
     remembering = tokens.VerifiedTokens(ttl=3600)
     forgetting = tokens.VerifiedTokens(ttl=0)
@@ -37,8 +40,7 @@ def test_remembered_tokens_expire(tmp_path: Path) -> None:
     assert remembering.authenticate(db, token) is None
 
 
-def test_at_most_size_tokens_are_remembered(tmp_path: Path) -> None:
-    db = open_db(tmp_path / "t.db", migrate=True)
+def test_at_most_size_tokens_are_remembered(db: Any) -> None:
     made = [tokens.create_token(db, f"ci{n}", ("write",)) for n in range(3)]
     verified = tokens.VerifiedTokens(size=2)
     for token in made:
