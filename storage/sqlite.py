@@ -139,8 +139,14 @@ class WriteLock:
             if not item.done:
                 with self._queue_guard:
                     batch, self._queue = self._queue, []
-                with self._file_locked():
-                    _commit_batch(self._writer_for(store), batch)
+                try:
+                    writer = self._writer_for(store)
+                    with self._file_locked():
+                        _commit_batch(writer, batch)
+                except BaseException as exc:  # no connection or no lock: the batch never ran
+                    for pending in batch:
+                        if not pending.done:
+                            pending.error, pending.done = exc, True
                 # How many writes shared this fsync (benchmarks/README.md counts these lines).
                 log.debug("group commit of %d writes", len(batch))
         if item.error is not None:

@@ -155,3 +155,29 @@ def test_group_commits_run_on_one_write_connection_closed_with_the_last_store(
     assert full.write(connection_and_mode) == (first, 2)  # it stays while a store is open
     full.close()
     assert _handles_on(path) == 0  # and goes with the last one: nothing holds the file open
+
+
+@pytest.mark.sqlite_only("the group commit of SQLite's single writer")
+def test_a_batch_that_cannot_start_fails_every_caller_in_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the write connection cannot be opened, every caller whose write was in the batch
+    gets the error: none is told it succeeded, none is run later behind its caller's back."""
+    from storage import sqlite
+
+    db = open_db(tmp_path / "rb.db", migrate=True)
+    lock = db.write_lock
+    ran: list[str] = []
+    waiting = sqlite._Pending(lambda tx: ran.append("queued"))
+    lock._queue.append(waiting)  # another thread's write, queued behind this one
+
+    def no_connection(self: Any, store: Any) -> Any:
+        raise StorageError("cannot open the write connection")
+
+    monkeypatch.setattr(sqlite.WriteLock, "_writer_for", no_connection)
+    with pytest.raises(StorageError, match="cannot open the write connection"):
+        db.write(lambda tx: ran.append("leader"))
+    assert waiting.done and isinstance(waiting.error, StorageError)
+    monkeypatch.undo()
+    assert db.write(lambda tx: tx.execute("SELECT 1").fetchone()[0]) == 1
+    assert ran == []  # neither failed write ran, then or with the next batch
