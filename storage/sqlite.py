@@ -156,32 +156,19 @@ class WriteLock:
 
 def _commit_batch(store: SqliteStore, batch: list[_Pending]) -> None:
     conn = store.conn
-    began = False
-    # A batch of one needs no SAVEPOINT: its failure rolls back the whole transaction, which
-    # holds nothing else (two statements fewer on an uncontended write).
-    alone = len(batch) == 1
     try:
         if conn.in_transaction:
             raise StorageError("a group commit cannot start inside an open transaction")
-        conn.execute("BEGIN IMMEDIATE")
-        began = True
-        for item in batch:
-            if not alone:
-                conn.execute("SAVEPOINT releasebits_write")
-            try:
-                item.result = item.fn(store)
-            except BaseException as exc:  # the caller's own error: undo its writes only
-                item.error = exc
-                if not alone:
-                    conn.execute("ROLLBACK TO releasebits_write")
-                elif conn.in_transaction:
-                    conn.execute("ROLLBACK")
-            if not alone:
-                conn.execute("RELEASE releasebits_write")
+        # Nearly every batch has no failing write: run them all without a SAVEPOINT each (two
+        # statements fewer per write). If one raises, nothing of that run is kept and the batch
+        # runs again with a SAVEPOINT around each write, so only its own caller gets the error.
+        # Running a write twice is safe: write functions touch nothing but the store.
+        if len(batch) == 1 or not _run(store, batch, savepoints=False):
+            _run(store, batch, savepoints=len(batch) > 1)
         if conn.in_transaction:
             conn.execute("COMMIT")
     except BaseException as exc:  # BEGIN or COMMIT failed: nothing of the batch is stored
-        if began and conn.in_transaction:
+        if conn.in_transaction:
             with suppress(sqlite3.Error):  # the callers get the original error either way
                 conn.execute("ROLLBACK")
         for item in batch:
@@ -190,6 +177,37 @@ def _commit_batch(store: SqliteStore, batch: list[_Pending]) -> None:
     finally:
         for item in batch:
             item.done = True
+
+
+def _run(store: SqliteStore, batch: list[_Pending], *, savepoints: bool) -> bool:
+    """BEGIN IMMEDIATE and every write of the batch, left uncommitted.
+
+    With `savepoints`, a write that raises is undone alone and its error kept for its caller;
+    a batch of one needs none (its failure rolls back a transaction holding nothing else).
+    Without them (a batch of several, first try), the first write that raises rolls the whole
+    transaction back and the answer is False."""
+    conn = store.conn
+    guarded = savepoints or len(batch) == 1
+    conn.execute("BEGIN IMMEDIATE")
+    for item in batch:
+        item.result = item.error = None
+        if savepoints:
+            conn.execute("SAVEPOINT releasebits_write")
+        try:
+            item.result = item.fn(store)
+        except BaseException as exc:  # the caller's own error: undo its writes only
+            if not guarded:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                return False
+            item.error = exc
+            if savepoints:
+                conn.execute("ROLLBACK TO releasebits_write")
+            elif conn.in_transaction:
+                conn.execute("ROLLBACK")
+        if savepoints:
+            conn.execute("RELEASE releasebits_write")
+    return True
 
 
 _write_locks: dict[str, WriteLock] = {}
