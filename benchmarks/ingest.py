@@ -115,16 +115,21 @@ def web_tier_root(root: int) -> int:
     return root
 
 
-def tree_pss_bytes(root: int) -> int:
-    """Proportional set size: shared pages (gunicorn's forked workers) are counted once."""
+def _tree_proc_field(root: int, name: str, key: str) -> int:
+    """The sum over the live tree of the number after `key` in /proc/<pid>/<name>."""
     total = 0
     for pid in process_tree(root):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1]) * 1024
+        with contextlib.suppress(OSError, IndexError, ValueError):  # a process just exited
+            for line in Path(f"/proc/{pid}/{name}").read_text().splitlines():
+                if line.startswith(key):
+                    total += int(line.split()[1])
                     break
     return total
+
+
+def tree_pss_bytes(root: int) -> int:
+    """Proportional set size: shared pages (gunicorn's forked workers) are counted once."""
+    return _tree_proc_field(root, "smaps_rollup", "Pss:") * 1024
 
 
 def tree_cpu_seconds(root: int) -> float:
@@ -144,15 +149,7 @@ def tree_cpu_seconds(root: int) -> float:
 def tree_written_bytes(root: int) -> int:
     """Bytes the live tree passed to write(2) and pwrite(2) (/proc/<pid>/io wchar): the WAL,
     checkpoints and logs; page-cache writes, whether or not they reach the disk yet."""
-    total = 0
-    for pid in process_tree(root):
-        try:
-            for line in Path(f"/proc/{pid}/io").read_text().splitlines():
-                if line.startswith("wchar:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total
+    return _tree_proc_field(root, "io", "wchar:")
 
 
 class MemorySampler(threading.Thread):
