@@ -91,7 +91,7 @@ class WriteLock:
         with self._thread_lock:
             writer, self._writer = self._writer, None
             if writer is not None and self._writer_pid == os.getpid():
-                writer.conn.close()
+                writer.close()
 
     def _file(self) -> int:
         # A forked worker must not share the parent's open file description (flock locks belong
@@ -163,8 +163,8 @@ def _commit_batch(store: SqliteStore, batch: list[_Pending]) -> None:
         # statements fewer per write). If one raises, nothing of that run is kept and the batch
         # runs again with a SAVEPOINT around each write, so only its own caller gets the error.
         # Running a write twice is safe: write functions touch nothing but the store.
-        if len(batch) == 1 or not _run(store, batch, savepoints=False):
-            _run(store, batch, savepoints=len(batch) > 1)
+        if not _run(store, batch, isolate=len(batch) == 1):
+            _run(store, batch, isolate=True)
         if conn.in_transaction:
             conn.execute("COMMIT")
     except BaseException as exc:  # BEGIN or COMMIT failed: nothing of the batch is stored
@@ -179,15 +179,15 @@ def _commit_batch(store: SqliteStore, batch: list[_Pending]) -> None:
             item.done = True
 
 
-def _run(store: SqliteStore, batch: list[_Pending], *, savepoints: bool) -> bool:
+def _run(store: SqliteStore, batch: list[_Pending], *, isolate: bool) -> bool:
     """BEGIN IMMEDIATE and every write of the batch, left uncommitted.
 
-    With `savepoints`, a write that raises is undone alone and its error kept for its caller;
-    a batch of one needs none (its failure rolls back a transaction holding nothing else).
-    Without them (a batch of several, first try), the first write that raises rolls the whole
-    transaction back and the answer is False."""
+    `isolate`: a write that raises is undone alone (inside a SAVEPOINT; a batch of one needs
+    none, its failure rolls back a transaction holding nothing else) and its error kept for its
+    caller. Otherwise the first write that raises rolls the whole transaction back and the
+    answer is False."""
     conn = store.conn
-    guarded = savepoints or len(batch) == 1
+    savepoints = isolate and len(batch) > 1
     conn.execute("BEGIN IMMEDIATE")
     for item in batch:
         item.result = item.error = None
@@ -196,7 +196,7 @@ def _run(store: SqliteStore, batch: list[_Pending], *, savepoints: bool) -> bool
         try:
             item.result = item.fn(store)
         except BaseException as exc:  # the caller's own error: undo its writes only
-            if not guarded:
+            if not isolate:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 return False

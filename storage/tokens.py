@@ -116,8 +116,8 @@ class VerifiedTokens:
     def forget(self, db: Store, token_id: str) -> None:
         """Drop a token found revoked, so its next request is refused before its body is read."""
         with self._lock:
-            for key in [k for k, v in self._entries.items() if v[0].id == token_id]:
-                if key[0] == db.location:
+            for key, (token, _) in list(self._entries.items()):
+                if key[0] == db.location and token.id == token_id:
                     del self._entries[key]
 
 
