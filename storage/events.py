@@ -74,7 +74,9 @@ def record_event(
     # Runs inside the write transaction, possibly on another request's thread and connection
     # (group commit): it must use only the store it is given.
     def work(tx: Store) -> Outcome:
-        settled = _settled(tx, token_id, delivery, idempotency, now)
+        stage = (event.get("stage") or "") if kind == "deployment" else None
+        known = _lookup(tx, token_id, component, stage)
+        settled = _settled(tx, token_id is not None and not known.live, delivery, idempotency, now)
         if settled is not None:
             return settled
         outcome = _existing(tx, kind, natural_key, event) if natural_key else None
@@ -84,7 +86,7 @@ def record_event(
             tx.lock("component", component)
             outcome = Outcome(201, body, created=True)
             outcome.component_created = _track_labels(
-                tx, kind, component, event, limits, outcome, now
+                tx, component, stage, known, limits, outcome, now
             )
             row = _insert(tx, kind, component, event, event_id, forward, now)
             aggregates.add_event(tx, kind, row)
@@ -102,16 +104,36 @@ def record_event(
     return store.write(work)
 
 
+@dataclass(frozen=True)
+class _Known:
+    """What a write looks up before anything else, in one statement (each statement of the
+    ingest transaction cost ~15 us of server CPU under load: benchmarks/README.md, issue 16)."""
+
+    live: bool  # its token exists and is not revoked (as of this transaction)
+    component_rank: int | None  # None: a component never seen
+    stage_rank: int | None  # None: a stage never seen, or a build (no stage)
+
+
+def _lookup(tx: Store, token_id: str | None, component: str, stage: str | None) -> _Known:
+    found = tx.one(
+        f"SELECT ({tokens.LIVE}), (SELECT id FROM components WHERE slug = ?), "  # pragma: no mutate
+        "(SELECT id FROM stages WHERE name = ?)",  # pragma: no mutate
+        [token_id, component, stage],
+    )
+    live, component_rank, stage_rank = found if found else (None, None, None)
+    return _Known(live is not None, component_rank, stage_rank)
+
+
 def _settled(
     tx: Store,
-    token_id: str | None,
+    revoked: bool,
     delivery: Delivery | None,
     idempotency: Idempotency | None,
     now: float,
 ) -> Outcome | None:
     """The answer of a write that stores nothing: its token was revoked, its webhook delivery
     was seen before, or its Idempotency-Key was used before (that answer, or a conflict)."""
-    if token_id is not None and not tokens.is_live(tx, token_id):
+    if revoked:
         return Outcome(401, {}, revoked=True)
     if feeds.begin(tx, delivery):
         return Outcome(200, {"duplicate": True}, duplicate=True)
@@ -191,14 +213,12 @@ def record_start(
     return store.write(work)
 
 
-def _ranks(tx: Store, component: str, stage: str | None, now: float) -> tuple[int, bool, int]:
-    """The order of first sight (cardinality rank) of the event's component and stage, looked
-    up in one statement; whether the component is new. 0 for the stage of a build."""
-    found = tx.one(
-        "SELECT (SELECT id FROM components WHERE slug = ?), (SELECT id FROM stages WHERE name = ?)",  # pragma: no mutate
-        [component, stage],
-    )
-    component_rank, stage_rank = found if found else (None, None)
+def _ranks(
+    tx: Store, component: str, stage: str | None, known: _Known, now: float
+) -> tuple[int, bool, int]:
+    """The order of first sight (cardinality rank) of the event's component and stage (new ones
+    get the next); whether the component is new. 0 for the stage of a build."""
+    component_rank, stage_rank = known.component_rank, known.stage_rank
     created = component_rank is None
     if component_rank is None:
         component_rank = _next_rank(tx, "components", "slug", component, now)
@@ -229,16 +249,16 @@ def _next_rank(tx: Store, table: str, column: str, value: str, now: float) -> in
 
 def _track_labels(
     tx: Store,
-    kind: str,
     component: str,
-    event: dict[str, Any],
+    stage: str | None,
+    known: _Known,
     limits: Limits,
     outcome: Outcome,
     now: float,
 ) -> bool:
-    """Rank the event's component (and stage); count it when past the export limits."""
-    stage = (event.get("stage") or "") if kind == "deployment" else None
-    rank, created, stage_rank = _ranks(tx, component, stage, now)
+    """Rank the event's component (and stage: None for a build); count it when past the
+    export limits."""
+    rank, created, stage_rank = _ranks(tx, component, stage, known, now)
     if rank > limits.max_components:
         outcome.overflow.append("component")
     if stage is not None and stage_rank > limits.max_stages:

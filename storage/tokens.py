@@ -71,11 +71,15 @@ def authenticate(db: Store, token: str) -> Token | None:
     return Token(row[0], row[1], tuple(row[3].split()), row[4], row[5])
 
 
+# 1 when the token (one parameter: its id) exists and is not revoked; a scalar subquery, so a
+# write can ask it in the same statement as its other lookups (storage/events.py).
+LIVE = "SELECT 1 FROM tokens WHERE id = ? AND revoked_at IS NULL"
+
+
 def is_live(tx: Store, token_id: str) -> bool:
     """Whether the token exists and is not revoked, as `tx` sees it (in a write transaction:
     as of that transaction's commit)."""
-    found = tx.one("SELECT 1 FROM tokens WHERE id = ? AND revoked_at IS NULL", [token_id])
-    return found is not None
+    return tx.one(LIVE, [token_id]) is not None
 
 
 class VerifiedTokens:
@@ -84,7 +88,7 @@ class VerifiedTokens:
     Authenticating a POST was a read transaction of its own on the request thread's connection,
     whose page cache every other connection's commit had just emptied: about 12% of the server
     CPU of an ingest request under load (benchmarks/README.md, issue 16). A write whose token is
-    here skips it, and its own write transaction checks `is_live` instead (events.record_event
+    here skips it, and its own write transaction checks `LIVE` instead (events.record_event
     takes the token id), so a revocation from any process refuses the very next write. Kept
     per database location and by the secret's SHA-256, never the secret; entries live `ttl`
     seconds and at most `size` are kept. Only tokens the database accepted get in.
