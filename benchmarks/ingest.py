@@ -925,6 +925,7 @@ def report(results: list[Result], drivers: list[str]) -> None:
             if r.driver == driver:
                 by.setdefault(r.name, []).append(r)
         _compare_revs(driver, by)
+        _host_speed(driver, by)
         rb = by.get("releasebits")
         if not rb:
             continue
@@ -946,6 +947,26 @@ def report(results: list[Result], drivers: list[str]) -> None:
             )
             + f"; p99 < 25 ms: {p99:.1f} ms; <= 0.5 ms CPU/req: {cpu:.2f} ms"
         )
+
+
+def _host_speed(driver: str, by: dict[str, list[Result]]) -> None:
+    """The Pushgateway's CPU per push as a gauge of the host's speed during the run, and each
+    ReleaseBits server's CPU per request as a fraction of it. This VM's speed drifts by a
+    quarter between runs minutes apart (the same code measured 0.43 and 0.57 ms), and the
+    Pushgateway's CPU per push drifts with it; the fraction stays within about a tenth."""
+    gauge = by.get("pushgateway")
+    if not gauge:
+        return
+    push = _median([r.cpu_ms_per_request for r in gauge])
+    parts = [
+        f"{name} {_median([r.cpu_ms_per_request for r in rows]) / push:.3f}"
+        for name, rows in by.items()
+        if name != "pushgateway"
+    ]
+    print(
+        f"{driver}: host speed: the Pushgateway used {push:.2f} ms CPU per push; CPU per "
+        f"request as a fraction of that: {', '.join(parts)} [medians of {len(gauge)}]"
+    )
 
 
 def _compare_revs(driver: str, by: dict[str, list[Result]]) -> None:
