@@ -76,7 +76,7 @@ def record_event(
     def work(tx: Store) -> Outcome:
         stage = (event.get("stage") or "") if kind == "deployment" else None
         known = _lookup(tx, token_id, component, stage)
-        settled = _settled(tx, token_id is not None and not known.live, delivery, idempotency, now)
+        settled = _settled(tx, known.revoked, delivery, idempotency, now)
         if settled is not None:
             return settled
         outcome = _existing(tx, kind, natural_key, event) if natural_key else None
@@ -109,19 +109,21 @@ class _Known:
     """What a write looks up before anything else, in one statement (each statement of the
     ingest transaction cost ~15 us of server CPU under load: benchmarks/README.md, issue 16)."""
 
-    live: bool  # its token exists and is not revoked (as of this transaction)
+    revoked: bool  # it came with a token that is revoked (or gone) as of this transaction
     component_rank: int | None  # None: a component never seen
     stage_rank: int | None  # None: a stage never seen, or a build (no stage)
 
 
+_LOOKUP = (
+    f"SELECT ({tokens.LIVE}), (SELECT id FROM components WHERE slug = ?), "  # pragma: no mutate
+    "(SELECT id FROM stages WHERE name = ?)"  # pragma: no mutate
+)
+
+
 def _lookup(tx: Store, token_id: str | None, component: str, stage: str | None) -> _Known:
-    found = tx.one(
-        f"SELECT ({tokens.LIVE}), (SELECT id FROM components WHERE slug = ?), "  # pragma: no mutate
-        "(SELECT id FROM stages WHERE name = ?)",  # pragma: no mutate
-        [token_id, component, stage],
-    )
+    found = tx.one(_LOOKUP, [token_id, component, stage])
     live, component_rank, stage_rank = found if found else (None, None, None)
-    return _Known(live is not None, component_rank, stage_rank)
+    return _Known(token_id is not None and live is None, component_rank, stage_rank)
 
 
 def _settled(

@@ -71,15 +71,10 @@ def authenticate(db: Store, token: str) -> Token | None:
     return Token(row[0], row[1], tuple(row[3].split()), row[4], row[5])
 
 
-# 1 when the token (one parameter: its id) exists and is not revoked; a scalar subquery, so a
-# write can ask it in the same statement as its other lookups (storage/events.py).
+# 1 when the token (one parameter: its id) exists and is not revoked, as the transaction asking
+# sees it; a scalar subquery, so a write asks it in the same statement as its other lookups
+# (storage/events.py).
 LIVE = "SELECT 1 FROM tokens WHERE id = ? AND revoked_at IS NULL"
-
-
-def is_live(tx: Store, token_id: str) -> bool:
-    """Whether the token exists and is not revoked, as `tx` sees it (in a write transaction:
-    as of that transaction's commit)."""
-    return tx.one(LIVE, [token_id]) is not None
 
 
 class VerifiedTokens:

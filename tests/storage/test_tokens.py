@@ -33,7 +33,7 @@ def test_remembered_tokens_expire(db: Any) -> None:
     assert tokens.revoke_token(db, "ci")
     assert forgetting.authenticate(db, token) is None  # read again: revoked
     assert remembering.authenticate(db, token) is not None  # the write's transaction re-checks
-    assert not tokens.is_live(db, remembering.authenticate(db, token).id)  # type: ignore[union-attr]
+    assert db.one(tokens.LIVE, [remembering.authenticate(db, token).id]) is None  # type: ignore[union-attr]
     remembering.forget(db, "not-that-one")
     assert remembering.authenticate(db, token) is not None
     remembering.forget(db, token.split("_")[1])
