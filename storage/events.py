@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -43,7 +43,14 @@ class Outcome:
 
 
 def record_event(
-    store: Store,
+    store: Store, kind: str, component: str, event: dict[str, Any], **how: Any
+) -> Outcome:
+    """Insert one validated event and update every aggregate in a single committed transaction
+    (`event_write` says how)."""
+    return store.write(event_write(kind, component, event, **how))
+
+
+def event_write(
     kind: str,
     component: str,
     event: dict[str, Any],
@@ -57,8 +64,9 @@ def record_event(
     delivery: Delivery | None = None,
     dora_stages: tuple[str, ...] = (),
     token_id: str | None = None,
-) -> Outcome:
-    """Insert one validated event and update every aggregate in a single committed transaction.
+) -> Callable[[Store], Outcome]:
+    """The write of one validated event and every aggregate, for a single committed transaction
+    (`Store.write`, or the asynchronous writer of the lean ingest path).
 
     `body` is the 201 answer; it is stored with the Idempotency-Key so a retry gets it back.
     `forward` names the forwarding targets of the event: their outbox rows are written in the
@@ -101,7 +109,7 @@ def record_event(
         feeds.accept(tx, delivery, now)
         return outcome
 
-    return store.write(work)
+    return work
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Response, g, has_request_context, jsonify, request
@@ -116,13 +118,39 @@ def record(
     """Store a validated event (aggregates and outbox rows in its transaction); log it once.
 
     The webhook receivers come through here too, with a natural key and their delivery;
-    `store` and `app` default to the current request's (the lean ingest path passes its own).
-    `token_id`: the API token that sent it, checked again in the event's transaction."""
+    `store` and `app` default to the current request's. `token_id`: the API token that sent
+    it, checked again in the event's transaction."""
     app = app or state()
-    s = app.settings
     store = store or get_db()
-    outcome = events.record_event(
-        store,
+    work = event_write(
+        app,
+        kind,
+        slug,
+        event,
+        body,
+        idem,
+        natural_key=natural_key,
+        delivery=delivery,
+        token_id=token_id,
+    )
+    return settled(app, store.write(work), kind, slug, event, body, token_id)
+
+
+def event_write(
+    app: AppState,
+    kind: str,
+    slug: str,
+    event: dict[str, Any],
+    body: dict[str, Any],
+    idem: Idempotency | None,
+    *,
+    natural_key: str | None = None,
+    delivery: Delivery | None = None,
+    token_id: str | None = None,
+) -> Callable[[Store], events.Outcome]:
+    """The write transaction's work of one event, with this app's limits and targets."""
+    s = app.settings
+    return events.event_write(
         kind,
         slug,
         event,
@@ -136,8 +164,22 @@ def record(
         dora_stages=s.dora_stages,
         token_id=token_id,
     )
+
+
+def settled(
+    app: AppState,
+    outcome: events.Outcome,
+    kind: str,
+    slug: str,
+    event: dict[str, Any],
+    body: dict[str, Any],
+    token_id: str | None,
+) -> events.Outcome:
+    """After the commit: refuse what the write refused (revoked token, conflicting
+    Idempotency-Key); log a stored event."""
+    s = app.settings
     if outcome.revoked and token_id is not None:  # only a write with a token finds it revoked
-        app.verified_tokens.forget(store, token_id)
+        app.verified_tokens.forget(s.store(), token_id)
         raise invalid_token()
     if outcome.conflict:
         raise ApiError(
@@ -176,18 +218,38 @@ def _log_stored(app: AppState, kind: str, event_id: str, slug: str, version: str
     )
 
 
-def create(
+@dataclass(frozen=True)
+class Prepared:
+    """A validated POST of one event, ready for its write transaction."""
+
+    kind: str
+    slug: str
+    event: dict[str, Any]
+    body: dict[str, Any]
+    token_id: str
+    work: Callable[[Store], events.Outcome]
+
+    def answer(
+        self, app: AppState, outcome: events.Outcome
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """(status, JSON body, headers) once the write committed; raises ApiError."""
+        outcome = settled(app, outcome, self.kind, self.slug, self.event, self.body, self.token_id)
+        headers = {"Location": f"/components/{self.slug}/{self.kind}s/{outcome.body['id']}"}
+        if not outcome.created:
+            headers["Idempotent-Replayed"] = "true"
+        return outcome.status, outcome.body, headers
+
+
+def prepare(
     kind: str,
     raw_slug: str,
     payload: dict[str, Any],
     *,
     token_id: str,
     idempotency_key: str | None,
-    store: Store,
     app: AppState,
-) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """Validate and durably record one POSTed event: (status, JSON body, headers). Shared by the
-    Flask route and the lean ingest path (exporter/ingest/fast.py); raises ApiError."""
+) -> Prepared:
+    """Validate one POSTed event (raises ApiError) and build its write."""
     slug = slug_or_error(raw_slug)
     s = app.settings
     try:
@@ -203,11 +265,26 @@ def create(
     body: dict[str, Any] = {"id": new_id()}
     if ignored:
         body["ignored_fields"] = ignored
-    outcome = record(kind, slug, event, body, idem, store=store, app=app, token_id=token_id)
-    headers = {"Location": f"/components/{slug}/{kind}s/{outcome.body['id']}"}
-    if not outcome.created:
-        headers["Idempotent-Replayed"] = "true"
-    return outcome.status, outcome.body, headers
+    work = event_write(app, kind, slug, event, body, idem, token_id=token_id)
+    return Prepared(kind, slug, event, body, token_id, work)
+
+
+def create(
+    kind: str,
+    raw_slug: str,
+    payload: dict[str, Any],
+    *,
+    token_id: str,
+    idempotency_key: str | None,
+    store: Store,
+    app: AppState,
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Validate and durably record one POSTed event: (status, JSON body, headers). Shared by the
+    Flask route and the lean ingest path (exporter/ingest/fast.py); raises ApiError."""
+    prepared = prepare(
+        kind, raw_slug, payload, token_id=token_id, idempotency_key=idempotency_key, app=app
+    )
+    return prepared.answer(app, store.write(prepared.work))
 
 
 def _create(kind: str, raw_slug: str) -> Response:
