@@ -14,12 +14,12 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from granian.constants import HTTPModes, Interfaces
+from granian.constants import HTTPModes, Interfaces, Loops
 from granian.http import HTTP1Settings
 from granian.log import LogLevels
 from granian.server import Server as GranianServer
 
-from exporter.app import create_app
+from exporter.rsgi import RsgiFront
 from exporter.settings import SETTINGS, Settings
 from storage.db import describe
 
@@ -33,18 +33,6 @@ def _bind(settings: Settings) -> str:
     return f"{host}:{settings.port}"
 
 
-class IntendedThreads(logging.Filter):
-    """Drops Granian's start-up warning that more than 2 x cores + 1 Python threads "seems quite
-    high". ReleaseBits' request threads mostly wait on the write lock and the fsync, and the
-    more of them in flight, the more events share one commit: the default 32 was measured
-    against 4, 8 and 16 (benchmarks/README.md, issue 16). A warning on every start of the
-    default configuration would send operators after a problem that is not there; the start
-    line says how many threads there are instead."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Configuration allows spawning up to")
-
-
 # Granian's own logging setup (run in each of its workers) replaced by ReleaseBits' format, so
 # the server's lines and the app's lines read alike; its access log stays off (see run_web).
 def _log_config(level: str) -> dict[str, Any]:
@@ -55,7 +43,6 @@ def _log_config(level: str) -> dict[str, Any]:
         "formatters": {"generic": {"format": fmt}},
         "filters": {
             "escape_control": {"()": "exporter.logsafe.EscapeControl"},
-            "intended_threads": {"()": "exporter.server.IntendedThreads"},
         },
         "handlers": {
             "console": {
@@ -70,7 +57,6 @@ def _log_config(level: str) -> dict[str, Any]:
                 "handlers": ["console"],
                 "level": level.upper(),
                 "propagate": False,
-                "filters": ["intended_threads"],
             },
             "apscheduler": {"level": "WARNING"},
         },
@@ -85,20 +71,23 @@ HEADER_READ_TIMEOUT_MS = 10_000
 
 
 def run_web(settings: Settings) -> None:
-    """Serve the Flask app with Granian (WSGI); returns when it stops (SIGTERM, SIGINT).
+    """Serve the app with Granian; returns when it stops (SIGTERM, SIGINT).
 
     Chosen over gunicorn's gthread workers by measurement (benchmarks/README.md): gthread gives
     each connection a Python thread while it reads the request, so 8 slow sockets starved
-    everyone; Granian parses HTTP in Rust and hands Python a request once its headers are in, and it
-    served about 1.5x gunicorn's requests per second for the same Flask app (x1.48 measured).
+    everyone; Granian parses HTTP in Rust and hands Python a request once its headers and body
+    are in, and it served about 1.5x gunicorn's requests per second for the same Flask app
+    (x1.48 measured). Its RSGI interface (exporter/rsgi.py) answers ingest POSTs on an
+    event loop and runs the Flask app for everything else on `threads` request threads.
     """
     server = GranianServer(
-        "exporter.app:create_app",
+        "exporter.rsgi:RsgiFront",
         address=settings.host,
         port=settings.port,
-        interface=Interfaces.WSGI,
+        interface=Interfaces.RSGI,
+        loop=Loops.auto,  # uvloop (a dependency): half the per-request cost of asyncio's loop
         workers=settings.web_workers,
-        blocking_threads=settings.threads,
+        blocking_threads=1,  # the one event loop thread; the app's request threads are its own
         http=HTTPModes.http1,
         websockets=False,
         http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
@@ -133,7 +122,7 @@ WORKER_SWITCH_INTERVAL_S = 0.002
 def _worker_app(settings: Settings) -> Any:
     """The app of one Granian worker process."""
     sys.setswitchinterval(WORKER_SWITCH_INTERVAL_S)
-    return create_app(settings)
+    return RsgiFront(settings)
 
 
 def _die_with_parent() -> None:

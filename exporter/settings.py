@@ -157,8 +157,8 @@ SETTINGS: tuple[Setting, ...] = (
         "threads",
         32,
         _int(1, 256),
-        "Most request threads per web worker process (Granian starts them as needed). Requests "
-        "in flight at once share one fsync, so more threads mean fewer fsyncs under load.",
+        "Request threads per web worker process, for everything but JSON event POSTs (those are "
+        "answered on the worker's event loop): reads, badges, /metrics, forms, webhooks.",
     ),
     Setting("log_level", "info", _choice("debug", "info", "warning", "error"), "Log level."),
     Setting(

@@ -100,6 +100,49 @@ def test_slow_header_clients_do_not_starve_a_normal_client(running: tuple[Daemon
     assert p99 < 0.1, f"p99 {p99 * 1000:.0f} ms with {SLOW_SOCKETS} slow sockets open"
 
 
+def test_slow_body_clients_do_not_stall_the_others(running: tuple[Daemon, str]) -> None:
+    """100 sockets sent their headers and part of a body, then stopped: half on the ingest path
+    (answered on the event loop), half on a form POST (the app's request threads). They hold
+    neither the loop nor a thread: other clients' POSTs and GETs answer at once."""
+    daemon, token = running
+    socks: list[socket.socket] = []
+    for n in range(100):
+        ctype = b"application/json" if n % 2 else b"application/x-www-form-urlencoded"
+        sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=5)
+        sock.sendall(
+            b"POST /components/stalled/deployments HTTP/1.1\r\nHost: localhost\r\n"
+            b"Authorization: Bearer " + token.encode() + b"\r\n"
+            b"Content-Type: " + ctype + b"\r\nContent-Length: 400\r\n\r\n" + b'{"version"'
+        )
+        socks.append(sock)
+    try:
+        time.sleep(0.5)
+        auth = {"Authorization": f"Bearer {token}"}
+        for n in range(20):
+            started = time.perf_counter()
+            created = requests.post(
+                f"{daemon.url}/components/normal/deployments",
+                json={"version": f"2.0.{n}"},
+                headers=auth,
+                timeout=5,
+            )
+            form = requests.post(
+                f"{daemon.url}/components/normal/builds",
+                data={"version": f"2.0.{n}"},
+                headers=auth,
+                timeout=5,
+            )
+            listed = requests.get(f"{daemon.url}/components", headers=auth, timeout=5)
+            took = time.perf_counter() - started
+            assert (created.status_code, form.status_code, listed.status_code) == (201, 201, 200)
+            assert took < 1.0, f"three requests took {took * 1000:.0f} ms"
+    finally:
+        for sock in socks:
+            sock.close()
+    names = [c["slug"] for c in listed.json()]
+    assert "stalled" not in names  # nothing of a body never finished was stored
+
+
 def test_chunked_body_over_max_body_bytes_is_413_not_truncated(
     running: tuple[Daemon, str],
 ) -> None:
