@@ -1,16 +1,16 @@
 """The web worker's front: Granian's RSGI interface on one event loop.
 
-A POST of an event (the lean ingest path, exporter/ingest/fast.py) is answered on the loop: its
-token, body and fields are checked there and its write joins the loop's group commit
-(storage.sqlite.LoopGroupCommit), whose fsync runs on a thread while the loop goes on. Every
-other request goes to the Flask app on a pool of request threads, through a WSGI environ built
-here from the RSGI scope (Granian's RSGI has no WSGI bridge of its own), so all of the app's
-routes, errors and logs stay as they are.
+A POST of an event (the lean ingest path, exporter/ingest/fast.py) on SQLite is answered on the
+loop: its token, body and fields are checked there and its write joins the loop's group commit
+(storage.sqlite.LoopGroupCommit), whose fsync runs on a thread while the loop goes on (on
+PostgreSQL it runs on a request thread). Every other request goes to the Flask app on a pool of
+request threads, through a WSGI environ built here from the RSGI scope (Granian's RSGI has no
+WSGI bridge of its own), so all of the app's routes, errors and logs stay as they are.
 
 Why (benchmarks/README.md, issue 16): under Granian's WSGI interface each ingest request was a
 thread that blocked on the write lock and the fsync; 16 connections meant 16 threads handing
 the GIL to each other on every SQL statement, ~11 context switches per request. On the loop
-one thread does the work with nobody to hand the GIL to: -20% server CPU per request, +30%
+one thread does the work with nobody to hand the GIL to: -16% server CPU per request, +32%
 requests/s and -25% p99 in one interleaved run.
 """
 
@@ -22,7 +22,7 @@ import logging
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 from exporter.app import create_app
 from exporter.ingest.fast import Answer, IngestPost
@@ -30,7 +30,7 @@ from exporter.settings import Settings
 from exporter.web.errors import error_document, internal_error
 from exporter.web.fastjson import encode
 from exporter.web.state import AppState
-from storage.db import Store, thread_store
+from storage.db import is_url
 from storage.sqlite import LoopGroupCommit, SqliteStore
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,8 @@ class RsgiFront:
         self.flask = create_app(settings)
         self.state: AppState = self.flask.extensions["releasebits"]
         self.threads = ThreadPoolExecutor(settings.threads, thread_name_prefix="releasebits-req")
-        self._commits: dict[str, LoopGroupCommit] = {}
+        self._sqlite = not is_url(settings.db)
+        self._group_commit: LoopGroupCommit | None = None
 
     async def __call__(self, scope: Any, proto: Any) -> None:
         if scope.proto != "http":  # websockets are off in the server; nothing else is served
@@ -66,11 +67,17 @@ class RsgiFront:
         proto.response_bytes(status, out_headers, body)
 
     async def _ingest(self, post: IngestPost, raw: bytes) -> Answer:
+        """On SQLite, checked on the loop and written by the loop's group commit. PostgreSQL
+        (one transaction per write, many writers, a server that may be slow to answer) gets the
+        whole request on a request thread: nothing waits on the network on the loop."""
+        if not self._sqlite:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.threads, post.answer, raw, self.state)
         store = None
         try:
             store = self.settings.store()
             prepared = post.prepare(raw, store, self.state)
-            outcome = await self._write(store, prepared.work)
+            outcome = await self._commit(cast(SqliteStore, store)).write(prepared.work)
             return prepared.answer(self.state, outcome)
         except Exception as exc:
             return post.failure(exc)
@@ -78,27 +85,13 @@ class RsgiFront:
             if store is not None:
                 store.rollback()  # a failed request leaves nothing half-written behind
 
-    async def _write(self, store: Store, work: Any) -> Any:
-        """`work` in a committed write: the loop's group commit on SQLite; on PostgreSQL (one
-        transaction per write, many writers) on a request thread."""
-        if isinstance(store, SqliteStore):
-            commit = self._commits.get(store.location)
-            if commit is None:
-                loop = asyncio.get_running_loop()
-                commit = self._commits[store.location] = LoopGroupCommit(
-                    store.write_lock, store.synchronous, loop
-                )
-            return await commit.write(work)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.threads, self._write_on_thread, work)
-
-    def _write_on_thread(self, work: Any) -> Any:
-        s = self.settings
-        store = thread_store(s.db, synchronous=s.sqlite_synchronous, pool_size=s.db_pool_size)
-        try:
-            return store.write(work)
-        finally:
-            store.rollback()
+    def _commit(self, store: SqliteStore) -> LoopGroupCommit:
+        """The loop's group commit of the database file (one per worker process)."""
+        if self._group_commit is None:
+            self._group_commit = LoopGroupCommit(
+                store.write_lock, store.synchronous, asyncio.get_running_loop()
+            )
+        return self._group_commit
 
     async def _flask(self, scope: Any, proto: Any, path: str) -> None:
         body = await _body(scope.headers, proto, self.settings.max_body_bytes)

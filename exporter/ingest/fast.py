@@ -100,6 +100,19 @@ class IngestPost:
             app=app,
         )
 
+    def answer(self, raw: bytes, app: AppState) -> Answer:
+        """Check, store and answer it on this thread (the write blocks until its COMMIT)."""
+        store = None
+        try:
+            store = app.settings.store()
+            prepared = self.prepare(raw, store, app)
+            return prepared.answer(app, store.write(prepared.work))
+        except Exception as exc:
+            return self.failure(exc)
+        finally:
+            if store is not None:
+                store.rollback()  # a failed request leaves nothing half-written behind
+
     def failure(self, exc: Exception) -> Answer:
         """The answer of a request that raised: its ApiError, 503 for storage, else 500."""
         if isinstance(exc, ApiError):
@@ -156,23 +169,12 @@ class FastIngest:
         if post is None:
             return self.app(environ, start_response)
         started = time.perf_counter()
+        raw = environ["wsgi.input"].read(post.length)
         status, headers, body = post.respond(
-            self._answer(environ, post), environ.get("REMOTE_ADDR"), started
+            post.answer(raw, self.state), environ.get("REMOTE_ADDR"), started
         )
         start_response(f"{status} {_REASONS.get(status, '')}", headers)
         return [body]
-
-    def _answer(self, environ: dict[str, Any], post: IngestPost) -> Answer:
-        store = None
-        try:
-            store = self.state.settings.store()
-            prepared = post.prepare(environ["wsgi.input"].read(post.length), store, self.state)
-            return prepared.answer(self.state, store.write(prepared.work))
-        except Exception as exc:
-            return post.failure(exc)
-        finally:
-            if store is not None:
-                store.rollback()  # a failed request leaves nothing half-written behind
 
 
 _ENVIRON_KEYS = {"content-type": "CONTENT_TYPE", "content-length": "CONTENT_LENGTH"}

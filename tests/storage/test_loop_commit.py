@@ -8,8 +8,9 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -18,6 +19,7 @@ from storage.sqlite import LoopGroupCommit
 
 pytestmark = pytest.mark.sqlite_only("the group commit of SQLite's single writer")
 
+T = TypeVar("T")
 INSERT = "INSERT INTO worker_state (name, value, updated_at) VALUES (?, 'x', 0)"
 
 
@@ -27,6 +29,17 @@ def _names(path: Path) -> set[str]:
         return {r[0] for r in db.execute("SELECT name FROM worker_state")}
     finally:
         db.close()
+
+
+def _on_a_loop(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """asyncio.run(main()) on a thread of its own, as the web worker's loop thread is (the
+    browser tests leave a running loop behind on the test thread)."""
+    out: list[T] = []
+    thread = threading.Thread(target=lambda: out.append(asyncio.run(main())))
+    thread.start()
+    thread.join(30)
+    assert out, "the loop did not finish"
+    return out[0]
 
 
 async def _commit_for(db: Any) -> LoopGroupCommit:
@@ -56,7 +69,7 @@ def test_concurrent_writes_share_commits_and_a_failing_one_is_undone_alone(
         )
 
     with caplog.at_level(logging.DEBUG, logger="storage.sqlite"):
-        answers = asyncio.run(main())
+        answers = _on_a_loop(main)
     for i, answer in enumerate(answers):
         if i in failing:
             assert (
@@ -104,7 +117,7 @@ def test_a_busy_lock_is_awaited_off_the_loop(tmp_path: Path) -> None:
     thread.start()
     holding.wait(5)
     started = time.monotonic()
-    result, ticks = asyncio.run(main())
+    result, ticks = _on_a_loop(main)
     waited = time.monotonic() - started
     thread.join()
     assert result == "stored" and _names(path) == {"thread", "loop"}
@@ -138,7 +151,7 @@ def test_a_failed_commit_fails_every_write_of_its_batch(tmp_path: Path) -> None:
         after = await commit.write(lambda tx: tx.execute(INSERT, ["next batch"]) and "ok")
         return first, after
 
-    first, after = asyncio.run(main())
+    first, after = _on_a_loop(main)
     assert all("FOREIGN KEY" in str(answer) for answer in first), first
     assert after == "ok"
     assert _names(path) == {"next batch"}
