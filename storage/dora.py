@@ -277,8 +277,12 @@ _ROLLOUT = (
     "count(i.id) AS incidents, "
     "coalesce(sum(CASE WHEN i.id IS NOT NULL AND i.resolved_ts IS NULL THEN 1 ELSE 0 END), 0) "
     "AS unresolved, max(i.resolved_ts) AS last_resolved_ts "
-    "FROM rollouts r LEFT JOIN rollout_members m ON m.rollout_id = r.id "
+    "FROM {rollouts}LEFT JOIN rollout_members m ON m.rollout_id = r.id "
     "LEFT JOIN incidents i ON i.link_deployment_id = m.deployment_id "
+)
+# Every column of r: a subquery has no primary key to group by (PostgreSQL insists).
+_ROLLOUT_GROUP = (
+    "GROUP BY r.id, r.version, r.ts, r.is_rollback, r.crash_failure_ts, r.recovery_observed"
 )
 
 
@@ -286,10 +290,15 @@ def _rollouts(
     tx: Store, where: str, params: Sequence[Any], *, newest: int | None = None, oldest: int = -1
 ) -> list[Rollout]:
     """Rollouts matching `where`, oldest first: the `oldest` N (-1: all), or the `newest` N."""
-    order = " ORDER BY r.ts, r.id" + (f" LIMIT {int(oldest)}" if oldest >= 0 else "")
+    order = " ORDER BY r.ts, r.id"
+    limit = f" LIMIT {int(oldest)}" if oldest >= 0 else ""
     if newest is not None:
-        order = f" ORDER BY r.ts DESC, r.id DESC LIMIT {int(newest)}"
-    rows = tx.query(_ROLLOUT + "WHERE " + where + " GROUP BY r.id" + order, params)
+        order, limit = " ORDER BY r.ts DESC, r.id DESC", f" LIMIT {int(newest)}"
+    # The N rollouts first, then their incidents: joining and grouping the whole series before
+    # the LIMIT cost ~2 ms per deployment after a failure once a series had a few hundred
+    # rollouts, and grew with it (benchmarks/README.md, issue 16).
+    chosen = f"(SELECT * FROM rollouts r WHERE {where}{order}{limit}) r "
+    rows = tx.query(_ROLLOUT.format(rollouts=chosen) + _ROLLOUT_GROUP + order, params)
     if newest is not None:
         rows.reverse()
     return [
