@@ -1,15 +1,17 @@
 -- wrk script for benchmarks/ingest.py: the same requests its Python client sends.
 --
---   wrk -t2 -c16 -d10s -s benchmarks/ingest.lua http://127.0.0.1:8080 -- releasebits TOKEN 300
+--   wrk -t2 -c16 -d10s -s benchmarks/ingest.lua http://127.0.0.1:8080 -- releasebits TOKEN 300 RUN
 --   wrk -t2 -c16 -d10s -s benchmarks/ingest.lua http://127.0.0.1:9091 -- pushgateway 300
 --
--- releasebits: POST /components/svc-N/deployments, a JSON deployment with a Bearer token.
+-- releasebits: POST /components/svc-N/deployments, a JSON deployment with a Bearer token. RUN
+-- (default 1) is the versions' major number: each run against one database passes its own, so
+-- no run deploys the versions of an earlier one again (each would be a rollback, issue 16).
 -- pushgateway: POST /metrics/job/deploy/component/svc-N/stage/S, what a CI job pushes today.
 -- Each thread counts its 2xx answers; done() prints one JSON line (prefixed "WRK_RESULT ") with
 -- requests, 2xx, non-2xx, socket errors and latency percentiles in microseconds.
 
 local threads = {}
-local mode, token, components = "releasebits", "", 300
+local mode, token, components, run = "releasebits", "", 300, 1
 
 function setup(thread)
   thread:set("id", #threads)
@@ -21,6 +23,7 @@ function init(args)
   if mode == "releasebits" then
     token = args[2] or ""
     components = tonumber(args[3] or "300")
+    run = tonumber(args[4] or "1")
   else
     components = tonumber(args[2] or "300")
   end
@@ -33,9 +36,9 @@ local function deployment(i)
   local stage = (i % 4 == 0) and "staging" or "production"
   local result = (i % 10 == 0) and "failed" or "success"
   return string.format(
-    '{"version":"v1.%d.%d","stage":"%s","host":"web-%d","result":"%s",' ..
+    '{"version":"v%d.%d.%d","stage":"%s","host":"web-%d","result":"%s",' ..
     '"commit_sha":"%010x","started_at":"2024-05-01T12:00:00Z","meta_data":{"pipeline":"%d"}}',
-    math.floor(i / 100) % 1000, i % 100, stage, i % 8, result, (i * 2654435761) % 1099511627776, i)
+    run, math.floor(i / 100) % 1000, i % 100, stage, i % 8, result, (i * 2654435761) % 1099511627776, i)
 end
 
 local function push(i)

@@ -52,7 +52,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -263,16 +263,30 @@ class Target:
                 os.killpg(proc.pid, signal.SIGKILL)  # stragglers, if any
 
 
+_RUNS = itertools.count(1)
+
+
+def new_run(request: Callable[[int], RequestSpec]) -> Callable[[int], RequestSpec]:
+    """The same requests with versions no earlier run of this process sent."""
+    if isinstance(request, DeploymentRequest):
+        return replace(request, run=next(_RUNS))
+    return request
+
+
 @dataclass(frozen=True)
 class DeploymentRequest:
     """POST /components/{slug}/deployments as CI sends it (picklable for the client processes)."""
 
     token: str
     components: int
+    # The versions' major number: each run against one database takes the next (new_run), so
+    # no run deploys an earlier run's versions again; each such deployment would be a rollback,
+    # a different workload from CI posting new versions (issue 16).
+    run: int = 1
 
     def __call__(self, i: int) -> RequestSpec:
         body = {
-            "version": f"v1.{i // 100}.{i % 100}",
+            "version": f"v{self.run}.{i // 100}.{i % 100}",
             "stage": "production" if i % 4 else "staging",
             "host": f"web-{i % 8}",
             "result": "success" if i % 10 else "failed",
@@ -444,6 +458,7 @@ def run_load(target: Target, args: argparse.Namespace) -> Result:
     marker = threading.Thread(target=mark_cpu)
     marker.start()
     offset = 0
+    request = new_run(target.request)
     with ctx.Pool(procs) as pool:
         pending = []
         for n in per:
@@ -458,7 +473,7 @@ def run_load(target: Target, args: argparse.Namespace) -> Result:
                         start_at,
                         measure_from,
                         end_at,
-                        target.request,
+                        request,
                     ),
                 )
             )
@@ -491,6 +506,11 @@ def run_wrk(target: Target, args: argparse.Namespace) -> Result:
     url = f"http://127.0.0.1:{target.port}"
 
     def wrk(seconds: float) -> dict[str, Any]:
+        run_args = (
+            [*target.wrk_args, str(next(_RUNS))]
+            if target.wrk_args[:1] == ["releasebits"]
+            else target.wrk_args
+        )
         argv = [
             "wrk",
             f"-t{max(1, min(args.client_procs, args.connections))}",
@@ -502,7 +522,7 @@ def run_wrk(target: Target, args: argparse.Namespace) -> Result:
             script,
             url,
             "--",
-            *target.wrk_args,
+            *run_args,
         ]
         done = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=600)
         line = next(ln for ln in done.stdout.splitlines() if ln.startswith("WRK_RESULT "))
