@@ -109,31 +109,18 @@ def record(
     body: dict[str, Any],
     idem: Idempotency | None,
     *,
-    natural_key: str | None = None,
-    delivery: Delivery | None = None,
     store: Store | None = None,
     app: AppState | None = None,
-    token_id: str | None = None,
+    **how: Any,
 ) -> events.Outcome:
     """Store a validated event (aggregates and outbox rows in its transaction); log it once.
 
-    The webhook receivers come through here too, with a natural key and their delivery;
-    `store` and `app` default to the current request's. `token_id`: the API token that sent
-    it, checked again in the event's transaction."""
+    The webhook receivers come through here, with a natural key and their delivery (`how`: the
+    keywords of `event_write`); `store` and `app` default to the current request's."""
     app = app or state()
     store = store or get_db()
-    work = event_write(
-        app,
-        kind,
-        slug,
-        event,
-        body,
-        idem,
-        natural_key=natural_key,
-        delivery=delivery,
-        token_id=token_id,
-    )
-    return settled(app, store.write(work), kind, slug, event, body, token_id)
+    work = event_write(app, kind, slug, event, body, idem, **how)
+    return settled(app, store.write(work), kind, slug, event, body, how.get("token_id"))
 
 
 def event_write(
@@ -148,7 +135,8 @@ def event_write(
     delivery: Delivery | None = None,
     token_id: str | None = None,
 ) -> Callable[[Store], events.Outcome]:
-    """The write transaction's work of one event, with this app's limits and targets."""
+    """The write transaction's work of one event, with this app's limits and targets.
+    `token_id`: the API token that sent it, checked again in the event's transaction."""
     s = app.settings
     return events.event_write(
         kind,
