@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 from exporter.app import create_app
-from exporter.ingest.fast import Answer, IngestPost
+from exporter.ingest.fast import Answer, IngestPost, environ_key
 from exporter.settings import Settings
 from exporter.web.errors import error_document, internal_error
 from exporter.web.fastjson import encode
@@ -148,14 +148,13 @@ async def _body(headers: Any, proto: Any, limit: int) -> bytes:
 def _environ(scope: Any, path: str, body: bytes) -> dict[str, Any]:
     """The WSGI environ of an RSGI request (PEP 3333; as Granian's WSGI interface builds it)."""
     server = scope.server or ""
-    server_name, _, server_port = server.rpartition(":") if ":" in server else (server, "", "")
     environ: dict[str, Any] = {
         "REQUEST_METHOD": scope.method,
         "SCRIPT_NAME": "",
         "PATH_INFO": path,
         "QUERY_STRING": scope.query_string,
-        "SERVER_NAME": server_name.strip("[]"),
-        "SERVER_PORT": server_port,
+        "SERVER_NAME": _host(server) or "",
+        "SERVER_PORT": server.rpartition(":")[2] if ":" in server else "",
         "SERVER_PROTOCOL": f"HTTP/{scope.http_version}",
         "REMOTE_ADDR": _host(scope.client) or "",
         "GATEWAY_INTERFACE": "CGI/1.1",
@@ -170,12 +169,7 @@ def _environ(scope: Any, path: str, body: bytes) -> dict[str, Any]:
         "wsgi.run_once": False,
     }
     for name, value in scope.headers.items():
-        if name == "content-type":
-            key = "CONTENT_TYPE"
-        elif name == "content-length":
-            key = "CONTENT_LENGTH"
-        else:
-            key = "HTTP_" + name.upper().replace("-", "_")
+        key = environ_key(name)
         environ[key] = f"{environ[key]},{value}" if key in environ else value
     return environ
 

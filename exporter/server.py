@@ -41,9 +41,7 @@ def _log_config(level: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"generic": {"format": fmt}},
-        "filters": {
-            "escape_control": {"()": "exporter.logsafe.EscapeControl"},
-        },
+        "filters": {"escape_control": {"()": "exporter.logsafe.EscapeControl"}},
         "handlers": {
             "console": {
                 "class": "logging.StreamHandler",
@@ -53,11 +51,7 @@ def _log_config(level: str) -> dict[str, Any]:
             }
         },
         "loggers": {
-            "_granian": {
-                "handlers": ["console"],
-                "level": level.upper(),
-                "propagate": False,
-            },
+            "_granian": {"handlers": ["console"], "level": level.upper(), "propagate": False},
             "apscheduler": {"level": "WARNING"},
         },
         "root": {"handlers": ["console"], "level": level.upper()},

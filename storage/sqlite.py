@@ -58,9 +58,6 @@ class WriteLock:
         self._writer_pid = -1
         self._open_stores = 0
 
-    def _writer_for(self, store: SqliteStore) -> SqliteStore:
-        return self.writer(store.synchronous)
-
     def writer(self, synchronous: str) -> SqliteStore:
         """This process's write connection to the file, which every group commit uses.
 
@@ -140,8 +137,11 @@ class WriteLock:
 
     @contextmanager
     def held(self) -> Iterator[None]:
-        with self._thread_lock, self._file_locked():
+        self.hold()
+        try:
             yield
+        finally:
+            self.release()
 
     @contextmanager
     def _file_locked(self) -> Iterator[None]:
@@ -174,7 +174,7 @@ class WriteLock:
                 with self._queue_guard:
                     batch, self._queue = self._queue, []
                 try:
-                    writer = self._writer_for(store)
+                    writer = self.writer(store.synchronous)
                     with self._file_locked():
                         _commit_batch(writer, batch)
                 except BaseException as exc:  # no connection or no lock: the batch never ran

@@ -136,7 +136,7 @@ class IngestPost:
             "",
             status,
             started,
-            stored=status == 201,  # routes.create answers 201 only for an event it stored
+            stored=status == 201,  # Prepared.answer answers 201 only for an event it stored
         )
         return (
             status,
@@ -163,7 +163,7 @@ class FastIngest:
                 environ.get("REQUEST_METHOD", ""),
                 environ.get("PATH_INFO", ""),
                 environ.get("QUERY_STRING", ""),
-                lambda name: environ.get(_ENVIRON_KEYS.get(name) or _environ_key(name)),
+                lambda name: environ.get(environ_key(name)),
                 self.state.settings.max_body_bytes,
             )
         if post is None:
@@ -180,5 +180,6 @@ class FastIngest:
 _ENVIRON_KEYS = {"content-type": "CONTENT_TYPE", "content-length": "CONTENT_LENGTH"}
 
 
-def _environ_key(name: str) -> str:
-    return "HTTP_" + name.upper().replace("-", "_")
+def environ_key(name: str) -> str:
+    """The WSGI environ key of a header (lower-case name), PEP 3333."""
+    return _ENVIRON_KEYS.get(name) or "HTTP_" + name.upper().replace("-", "_")

@@ -171,10 +171,10 @@ def test_a_batch_that_cannot_start_fails_every_caller_in_it(
     waiting = sqlite._Pending(lambda tx: ran.append("queued"))
     lock._queue.append(waiting)  # another thread's write, queued behind this one
 
-    def no_connection(self: Any, store: Any) -> Any:
+    def no_connection(self: Any, synchronous: str) -> Any:
         raise StorageError("cannot open the write connection")
 
-    monkeypatch.setattr(sqlite.WriteLock, "_writer_for", no_connection)
+    monkeypatch.setattr(sqlite.WriteLock, "writer", no_connection)
     with pytest.raises(StorageError, match="cannot open the write connection"):
         db.write(lambda tx: ran.append("leader"))
     assert waiting.done and isinstance(waiting.error, StorageError)
